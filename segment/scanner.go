@@ -1,0 +1,215 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"runtime"
+	"runtime/debug"
+)
+
+// Record is one record read from a segment.
+type Record struct {
+	Seq  uint64 // sequence number
+	Time int64  // ns since the Unix epoch, set by the producer
+	Data []byte // payload; see Scanner.Record for how long it stays valid
+}
+
+// Scanner reads the records of one segment in order. It is shaped like bufio.Scanner:
+//
+//	s := segment.NewScanner(path, b, h)
+//	for s.Next() {
+//		r := s.Record()
+//	}
+//	if err := s.Err(); err != nil { ... }
+//
+// Next returning false with a nil Err is not the end of a hot segment: it means "no
+// more records yet", and Next may be called again later to pick up records appended
+// since. Done reports whether the segment can never hold another record.
+//
+// The Scanner copies each record out of b before it checks the record's CRC, so the
+// bytes it returns are the bytes it checked. A Scanner is not safe for concurrent use.
+type Scanner struct {
+	path   string
+	b      []byte
+	off    int
+	next   uint64 // sequence number the next record must carry
+	sealed bool   // the segment was seen sealed
+	done   bool
+	err    error
+	rec    Record
+	buf    []byte
+}
+
+// NewScanner returns a Scanner over the segment in b, whose header h the caller has
+// parsed and checked (ParseHeader). path names the segment in errors. b is usually a
+// read-only shared mapping of the file and must be exactly h.Size bytes long; a
+// misaligned b is copied, which loses sight of later appends.
+func NewScanner(path string, b []byte, h Header) *Scanner {
+	s := &Scanner{path: path, b: b, off: HeaderSize, next: h.FirstSeq}
+	if int64(len(b)) != h.Size {
+		s.err = &CorruptionError{Path: path, Offset: 0,
+			Err: fmt.Errorf("%w: file is %d bytes, header says %d", ErrHeader, len(b), h.Size)}
+	}
+	if !aligned(b) {
+		c := make([]byte, len(b)+8)
+		for i := 0; i < 8; i++ {
+			if aligned(c[i:]) {
+				c = c[i : i+len(b)]
+				break
+			}
+		}
+		copy(c, b)
+		s.b = c
+	}
+	return s
+}
+
+// Seek positions the scanner at offset off, where the record with sequence number seq
+// starts. Callers use it to resume a scan at a position an earlier Scanner reported
+// (Offset and NextSeq); nothing is checked until the next call to Next.
+func (s *Scanner) Seek(off int, seq uint64) {
+	if off < HeaderSize || off%Align != 0 || off > len(s.b) {
+		s.err = &CorruptionError{Path: s.path, Offset: int64(off),
+			Err: fmt.Errorf("%w: cannot resume at offset %d", ErrRecordSize, off)}
+		return
+	}
+	s.off, s.next = off, seq
+}
+
+// Next advances to the next committed record and reports whether there is one. It
+// returns false at the end of the records committed so far, at the end of a sealed
+// segment, and on corruption (see Err).
+func (s *Scanner) Next() (ok bool) {
+	if s.err != nil || s.done {
+		return false
+	}
+	defer s.guard(&ok, debug.SetPanicOnFault(true))
+	c := Committed(s.b)
+	if s.sealed && int64(s.off) >= c {
+		s.done = true
+		return false
+	}
+	if s.off+8 > len(s.b) {
+		return s.stop(c, nil)
+	}
+	w := load64(s.b, s.off)
+	if w == 0 {
+		return s.stop(c, ErrMissing)
+	}
+	if err := s.read(w); err != nil {
+		return s.stop(c, err)
+	}
+	return true
+}
+
+// read copies out and checks the record whose commit word w was loaded at s.off.
+func (s *Scanner) read(w uint64) error {
+	size, crc := int(uint32(w)), uint32(w>>32)
+	if size < RecordHeaderSize || size > len(s.b)-s.off || RecordSpan(size-RecordHeaderSize) > len(s.b)-s.off {
+		return fmt.Errorf("%w: %d", ErrRecordSize, size)
+	}
+	n := size - 8
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n, max(n, 2*cap(s.buf)))
+	}
+	body := s.buf[:n]
+	copy(body, s.b[s.off+8:s.off+size])
+	if got := crc32.Update(0, crcTable, body); got != crc {
+		return fmt.Errorf("%w: computed %08x, stored %08x", ErrChecksum, got, crc)
+	}
+	seq := binary.LittleEndian.Uint64(body)
+	if seq != s.next {
+		return fmt.Errorf("%w: sequence %d, want %d", ErrSequence, seq, s.next)
+	}
+	s.rec = Record{Seq: seq, Time: int64(binary.LittleEndian.Uint64(body[8:])), Data: body[16:]}
+	s.off += RecordSpan(size - RecordHeaderSize)
+	s.next++
+	return nil
+}
+
+// stop handles the end of the valid records at s.off: the end of what is committed so
+// far, the end of a sealed segment, or corruption when the committed word c (loaded
+// before the record) says records must be there. why is the reason the record at s.off
+// was not accepted.
+func (s *Scanner) stop(c int64, why error) bool {
+	if int64(s.off) < c && why != nil {
+		s.err = &CorruptionError{Path: s.path, Offset: int64(s.off), Err: why}
+		return false
+	}
+	if !s.sealed {
+		sealed, err := Sealed(s.b)
+		if err != nil {
+			s.err = &CorruptionError{Path: s.path, Offset: OffSealed, Err: err}
+			return false
+		}
+		if !sealed {
+			return false
+		}
+		s.sealed = true
+		// The segment was sealed since c was loaded: its committed word is now final.
+		c = Committed(s.b)
+		if int64(s.off) < c {
+			if why == nil {
+				why = fmt.Errorf("%w: committed word %d beyond segment", ErrRecordSize, c)
+			}
+			s.err = &CorruptionError{Path: s.path, Offset: int64(s.off), Err: why}
+			return false
+		}
+	}
+	s.done = true
+	return false
+}
+
+// guard turns a memory fault while reading the mapping (the file was truncated under it)
+// into an error instead of a crash, and restores the goroutine's fault setting to old.
+// It must be deferred directly, with debug.SetPanicOnFault(true) as its argument.
+func (s *Scanner) guard(ok *bool, old bool) {
+	debug.SetPanicOnFault(old)
+	if r := recover(); r != nil {
+		if _, isRuntime := r.(runtime.Error); !isRuntime {
+			panic(r)
+		}
+		s.err = &CorruptionError{Path: s.path, Offset: int64(s.off), Err: fmt.Errorf("%w: %v", ErrFault, r)}
+		*ok = false
+	}
+}
+
+// Record returns the record Next advanced to. Data aliases a buffer owned by the Scanner
+// and is valid only until the next call to Next; copy it to keep it.
+func (s *Scanner) Record() Record { return s.rec }
+
+// Err returns the first error the Scanner met: a *CorruptionError.
+func (s *Scanner) Err() error { return s.err }
+
+// Done reports whether the segment is sealed and every record in it was read: no more
+// records will ever appear in it.
+func (s *Scanner) Done() bool { return s.done }
+
+// Offset returns the offset at which the next record is expected.
+func (s *Scanner) Offset() int { return s.off }
+
+// NextSeq returns the sequence number the next record will carry.
+func (s *Scanner) NextSeq() uint64 { return s.next }
+
+// Valid scans the segment in b from its first record and returns the offset just past
+// the last valid record and the number of valid records, stopping at the first zero,
+// malformed, mis-sequenced or failing record without judging it. A producer uses it to
+// recover a segment after a crash.
+func Valid(b []byte, h Header) (end int, n uint64) {
+	s := NewScanner("", b, h)
+	for s.validNext() {
+		n++
+	}
+	return s.off, n
+}
+
+// validNext is Next without the committed-word checks: it reads while records are valid.
+func (s *Scanner) validNext() (ok bool) {
+	if s.err != nil || s.off+8 > len(s.b) {
+		return false
+	}
+	defer s.guard(&ok, debug.SetPanicOnFault(true))
+	w := load64(s.b, s.off)
+	return w != 0 && s.read(w) == nil
+}
