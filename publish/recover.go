@@ -1,0 +1,138 @@
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/filering/filering/internal/ringdir"
+	"github.com/filering/filering/segment"
+)
+
+// recover loads the ring's state, or starts a new ring. After a crash it seals the last
+// segment at the end of its valid records (a torn record is not part of the ring) or
+// removes it if it holds none, and removes files a crash left behind. It never changes
+// a record. Called with the lock held, before the background goroutine starts.
+func (w *Writer) recover() error {
+	m, err := w.dir.ReadManifest()
+	switch {
+	case errors.Is(err, ringdir.ErrNoRing):
+		return w.create()
+	case err != nil:
+		return fmt.Errorf("open ring: %w", err)
+	}
+	if w.opts.SegmentSize != 0 && w.opts.SegmentSize != m.SegmentSize {
+		return fmt.Errorf("%w: %s has segments of %d bytes, asked for %d", ErrMismatch,
+			w.dir.Path(), m.SegmentSize, w.opts.SegmentSize)
+	}
+	w.man = *m
+	w.next = m.NextSeq()
+	if hot, ok := m.Hot(); ok {
+		if err := w.recoverHot(hot); err != nil {
+			return err
+		}
+	}
+	return w.sweep()
+}
+
+// create starts a new ring: an empty manifest first, so that a segment file never
+// exists without one.
+func (w *Writer) create() error {
+	names, err := w.dir.Names()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, ok := segment.ParseName(n, segment.SegmentSuffix); ok {
+			return fmt.Errorf("open ring: %s holds segment %s but no manifest; remove the directory to start a new ring", w.dir.Path(), n)
+		}
+	}
+	size := w.opts.SegmentSize
+	if size == 0 {
+		size = DefaultSegmentSize
+	}
+	w.man = segment.Manifest{Version: segment.Version, SegmentSize: size, SegmentsMax: w.opts.Segments, Segments: []segment.Entry{}}
+	w.next = 1
+	return w.writeManifest()
+}
+
+// recoverHot seals or removes the hot segment a dead producer left.
+func (w *Writer) recoverHot(e segment.Entry) error {
+	i := len(w.man.Segments) - 1
+	path := w.dir.Join(e.Name)
+	f, err := w.dir.OpenFile(e.Name, unix.O_RDWR, 0)
+	if errors.Is(err, unix.ENOENT) {
+		// The file is gone and with it the count of its records. Skip every sequence
+		// number it could have used, so that none is ever handed out twice.
+		w.next = e.FirstSeq + uint64(w.man.SegmentSize-segment.HeaderSize)/segment.RecordHeaderSize
+		w.man.Segments = w.man.Segments[:i]
+		w.opts.Logf("%s: hot segment missing; continuing at sequence %d", path, w.next)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	defer f.Close()
+	b, err := ringdir.Map(f, w.man.SegmentSize, true)
+	if err != nil {
+		return fmt.Errorf("recover %s: %w", path, err)
+	}
+	defer ringdir.Unmap(b)
+	h, err := segment.ParseHeader(b)
+	if err == nil && (h.Number != e.Number() || h.FirstSeq != e.FirstSeq || h.Size != w.man.SegmentSize) {
+		err = fmt.Errorf("%w: header says segment %d, first sequence %d, size %d; manifest says %d, %d, %d",
+			segment.ErrHeader, h.Number, h.FirstSeq, h.Size, e.Number(), e.FirstSeq, w.man.SegmentSize)
+	}
+	if err != nil {
+		return fmt.Errorf("recover %s: %w", path, err)
+	}
+	end, n := segment.Valid(b, h)
+	if n == 0 {
+		w.man.Segments = w.man.Segments[:i]
+		w.next = e.FirstSeq
+		return w.dir.Remove(e.Name)
+	}
+	segment.Seal(b, int64(end))
+	w.man.Segments[i].Sealed = true
+	w.man.Segments[i].LastSeq = e.FirstSeq + n - 1
+	w.next = e.FirstSeq + n
+	w.opts.Logf("%s: recovered %d records after an unclean stop; next sequence %d", path, n, w.next)
+	return nil
+}
+
+// sweep removes what a crash can leave in the directory: temporary files, segments
+// created but never listed, and segments dropped from the manifest but not yet removed.
+// It also learns the highest segment number in use, claimed ones included, so that no
+// number is reused.
+func (w *Writer) sweep() error {
+	names, err := w.dir.Names()
+	if err != nil {
+		return err
+	}
+	listed := make(map[string]bool, len(w.man.Segments))
+	for _, e := range w.man.Segments {
+		listed[e.Name] = true
+		w.highestNumber = max(w.highestNumber, e.Number())
+	}
+	for _, name := range names {
+		if n, ok := segment.ParseName(name, segment.TakenSuffix); ok {
+			w.highestNumber = max(w.highestNumber, n)
+			continue
+		}
+		n, ok := segment.ParseName(name, segment.SegmentSuffix)
+		switch {
+		case strings.HasPrefix(name, "."):
+			if err := w.dir.Remove(name); err != nil {
+				return err
+			}
+		case ok && !listed[name]:
+			w.highestNumber = max(w.highestNumber, n)
+			if err := w.dir.Remove(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

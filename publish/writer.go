@@ -1,0 +1,530 @@
+// Package publish is the producer side of a filering ring: it creates or reopens a ring
+// directory, appends records to the hot segment through a shared mapping, rolls to a new
+// segment when the hot one is full, and replaces the manifest atomically whenever the set
+// of segments changes. See docs/FORMAT.md for what it writes.
+//
+// One producer at a time: Open takes the ring's lock and fails with a *LockedError naming
+// the running producer's pid when another holds it.
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/filering/filering/internal/ringdir"
+	"github.com/filering/filering/segment"
+)
+
+// Defaults for a new ring.
+const (
+	DefaultSegmentSize = 1 << 20
+	DefaultSegments    = 16
+	DefaultDirMode     = 0o750
+	DefaultFileMode    = 0o640
+)
+
+// Errors returned by the producer. Use errors.Is.
+var (
+	// ErrLocked means another producer holds the ring; the error is a *LockedError.
+	ErrLocked = errors.New("publish: ring is in use by another producer")
+	// ErrClosed means the Writer was closed.
+	ErrClosed = errors.New("publish: writer is closed")
+	// ErrTooLarge means a record cannot fit in one segment of the ring.
+	ErrTooLarge = errors.New("publish: record larger than a segment can hold")
+	// ErrNoSpace means no new segment could be allocated, even after dropping every
+	// older segment.
+	ErrNoSpace = errors.New("publish: no space for a new segment")
+	// ErrMismatch means the ring exists with a segment size other than the one asked for.
+	ErrMismatch = errors.New("publish: ring exists with a different segment size")
+	// ErrOptions means an option is out of range.
+	ErrOptions = errors.New("publish: invalid option")
+)
+
+// LockedError reports a ring held by another producer.
+type LockedError struct {
+	Dir string
+	PID int // 0 when the pid could not be read
+}
+
+func (e *LockedError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("%s: ring is in use by another producer", e.Dir)
+	}
+	return fmt.Sprintf("%s: ring is in use by another producer, pid %d", e.Dir, e.PID)
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Options configure Open. The zero value is valid and gives the defaults.
+type Options struct {
+	// SegmentSize is the size of every segment of a new ring (DefaultSegmentSize when
+	// 0). For an existing ring it must be 0 or equal to the ring's size.
+	SegmentSize int64
+	// Segments is how many segments the ring retains, the hot one included
+	// (DefaultSegments when 0). It may change from one run to the next.
+	Segments int
+	// SealAfter, when positive, seals the hot segment once it is that old and holds at
+	// least one record, so sealed data reaches takers even at low rates.
+	SealAfter time.Duration
+	// DirMode and FileMode are the permissions of a newly created ring directory and of
+	// every file the producer creates (DefaultDirMode, DefaultFileMode when 0). They are
+	// set explicitly, not filtered through the umask.
+	DirMode, FileMode os.FileMode
+	// GID, when not 0, is the group given to the ring directory and to every file the
+	// producer creates. Use -1 for "no change" explicitly, or leave 0.
+	GID int
+	// Logf receives notices the caller may want to show: recovery after a crash,
+	// segments dropped to make room. Nil discards them.
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) fill() error {
+	if o.SegmentSize != 0 && !segment.ValidSize(o.SegmentSize) {
+		return fmt.Errorf("%w: segment size %d: want a multiple of 4096 from 4 KiB to 1 GiB", ErrOptions, o.SegmentSize)
+	}
+	if o.Segments == 0 {
+		o.Segments = DefaultSegments
+	}
+	if o.Segments < segment.MinSegments || o.Segments > segment.MaxSegments {
+		return fmt.Errorf("%w: %d segments: want %d to %d", ErrOptions, o.Segments, segment.MinSegments, segment.MaxSegments)
+	}
+	if o.SealAfter < 0 {
+		return fmt.Errorf("%w: negative seal-after %v", ErrOptions, o.SealAfter)
+	}
+	if o.DirMode == 0 {
+		o.DirMode = DefaultDirMode
+	}
+	if o.FileMode == 0 {
+		o.FileMode = DefaultFileMode
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+// Writer appends records to a ring. Its methods are safe for concurrent use; records
+// appended concurrently are ordered by the sequence numbers Append returns.
+type Writer struct {
+	dir  *ringdir.Dir
+	root *os.Root // for renameio
+	lock *os.File
+	opts Options
+
+	mu      sync.Mutex
+	cond    sync.Cond // signalled when a wake-up write finishes; uses mu
+	man     segment.Manifest
+	hot     *hotSegment
+	next    uint64 // sequence number of the next record
+	closed  bool
+	dirty   bool // the manifest on disk is behind man
+	pending bool // records were appended since the last wake-up write
+	waking  *hotSegment
+	lost    uint64 // records dropped to make room on a full file system
+
+	highestNumber uint64 // highest segment number found in the directory at open
+
+	kick chan struct{} // capacity 1: a wake-up write is wanted
+	stop chan struct{}
+	done chan struct{}
+}
+
+// hotSegment is the segment being written.
+type hotSegment struct {
+	entry   segment.Entry
+	num     uint64
+	f       *os.File
+	b       []byte // shared writable mapping of the whole file
+	off     int    // offset of the next record
+	count   uint64 // records in the segment
+	created time.Time
+}
+
+// Open opens the ring in dir, creating the directory and the ring if they do not exist,
+// and recovers it if its last producer died. It starts one goroutine, which Close stops.
+func Open(dir string, opts Options) (*Writer, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	if err := makeDir(dir, opts); err != nil {
+		return nil, err
+	}
+	d, err := ringdir.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{dir: d, opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w.cond.L = &w.mu
+	if err := w.open(); err != nil {
+		w.release()
+		return nil, err
+	}
+	go w.background()
+	return w, nil
+}
+
+func makeDir(dir string, opts Options) error {
+	fi, err := os.Lstat(dir)
+	switch {
+	case err == nil && fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("open ring %s: is a symbolic link; name the real directory", dir)
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("open ring %s: not a directory", dir)
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if err := os.MkdirAll(dir, opts.DirMode.Perm()); err != nil {
+		return fmt.Errorf("create ring directory: %w", err)
+	}
+	if err := os.Chmod(dir, opts.DirMode.Perm()); err != nil {
+		return fmt.Errorf("create ring directory: %w", err)
+	}
+	if opts.GID > 0 {
+		if err := os.Chown(dir, -1, opts.GID); err != nil {
+			return fmt.Errorf("create ring directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// open takes the lock, recovers or creates the ring and starts a hot segment.
+func (w *Writer) open() error {
+	if err := w.takeLock(); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(w.dir.Path())
+	if err != nil {
+		return fmt.Errorf("open ring: %w", err)
+	}
+	w.root = root
+	if err := w.recover(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.startSegment()
+}
+
+// takeLock takes the ring's OFD lock and writes the pid into the lock file.
+func (w *Writer) takeLock() error {
+	f, err := w.dir.OpenFile(segment.LockName, unix.O_RDWR|unix.O_CREAT, w.opts.FileMode)
+	if err != nil {
+		return fmt.Errorf("open lock: %w", err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		defer f.Close()
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return &LockedError{Dir: w.dir.Path(), PID: ringdir.ReadPID(f)}
+		}
+		return &os.PathError{Op: "lock", Path: f.Name(), Err: err}
+	}
+	w.chown(f)
+	pid := fmt.Sprintf("%d\n", os.Getpid())
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return fmt.Errorf("write lock: %w", err)
+	}
+	if _, err := f.WriteAt([]byte(pid), 0); err != nil {
+		f.Close()
+		return fmt.Errorf("write lock: %w", err)
+	}
+	w.lock = f
+	return nil
+}
+
+func (w *Writer) chown(f *os.File) {
+	if w.opts.GID > 0 {
+		if err := f.Chown(-1, w.opts.GID); err != nil {
+			w.opts.Logf("%s: set group: %v", f.Name(), err)
+		}
+	}
+}
+
+// Append appends one record and returns its sequence number. The record is visible to
+// readers when Append returns. p is copied; the caller may reuse it. A payload larger
+// than the ring's segments can hold fails with ErrTooLarge and changes nothing.
+func (w *Writer) Append(p []byte) (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, ErrClosed
+	}
+	if len(p) > segment.MaxPayload(w.man.SegmentSize) {
+		return 0, fmt.Errorf("%w: %d bytes, at most %d in segments of %d", ErrTooLarge,
+			len(p), segment.MaxPayload(w.man.SegmentSize), w.man.SegmentSize)
+	}
+	if w.dirty {
+		if err := w.writeManifest(); err != nil {
+			return 0, err
+		}
+	}
+	h := w.hot
+	if h.off+segment.RecordSpan(len(p)) > len(h.b) {
+		if err := w.roll(); err != nil {
+			return 0, err
+		}
+		h = w.hot
+	}
+	seq := w.next
+	h.off = segment.PutRecord(h.b, h.off, seq, time.Now().UnixNano(), p)
+	h.count++
+	w.next++
+	if !w.pending {
+		w.pending = true
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	return seq, nil
+}
+
+// NextSeq returns the sequence number the next appended record will get.
+func (w *Writer) NextSeq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.next
+}
+
+// Lost returns how many records the writer dropped to make room for a new segment on a
+// full file system since it was opened.
+func (w *Writer) Lost() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lost
+}
+
+// Dir returns the ring directory's path.
+func (w *Writer) Dir() string { return w.dir.Path() }
+
+// Close seals the hot segment (or removes it when it holds no records), replaces the
+// manifest, and releases the ring. It stops the Writer's goroutine. Calling Close again
+// returns ErrClosed.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.finishHot()
+	if err == nil || w.dirty {
+		if merr := w.writeManifest(); err == nil {
+			err = merr
+		}
+	}
+	w.release()
+	return err
+}
+
+// finishHot seals the hot segment, or removes it if it is empty, and drops it from w.
+func (w *Writer) finishHot() error {
+	h := w.hot
+	if h == nil {
+		return nil
+	}
+	w.waitWake(h)
+	i := len(w.man.Segments) - 1
+	if h.count == 0 {
+		w.man.Segments = w.man.Segments[:i]
+		w.dirty = true
+		w.unmapHot()
+		if err := w.writeManifest(); err != nil {
+			return err
+		}
+		return w.dir.Remove(segment.Name(h.num))
+	}
+	segment.Seal(h.b, int64(h.off))
+	w.man.Segments[i].Sealed = true
+	w.man.Segments[i].LastSeq = w.next - 1
+	w.dirty = true
+	w.unmapHot()
+	return nil
+}
+
+func (w *Writer) unmapHot() {
+	if h := w.hot; h != nil {
+		ringdir.Unmap(h.b)
+		h.f.Close()
+		w.hot = nil
+	}
+}
+
+// release closes everything Open opened.
+func (w *Writer) release() {
+	w.unmapHot()
+	if w.root != nil {
+		w.root.Close()
+	}
+	if w.lock != nil {
+		w.lock.Close()
+	}
+	w.dir.Close()
+}
+
+// roll seals the full hot segment and starts a new one. Called with w.mu held.
+func (w *Writer) roll() error {
+	old := w.hot
+	if old.count == 0 {
+		return fmt.Errorf("%w: empty segment cannot hold the record", ErrTooLarge)
+	}
+	w.waitWake(old)
+	nh, err := w.createSegment(old.num+1, w.next)
+	if err != nil {
+		return err
+	}
+	segment.Seal(old.b, int64(old.off))
+	i := len(w.man.Segments) - 1
+	w.man.Segments[i].Sealed = true
+	w.man.Segments[i].LastSeq = w.next - 1
+	w.unmapHot()
+	w.hot = nh
+	w.man.Segments = append(w.man.Segments, nh.entry)
+	return w.writeManifest()
+}
+
+// startSegment creates the first hot segment after open. Called with w.mu held.
+func (w *Writer) startSegment() error {
+	var num uint64 = 1
+	if n := len(w.man.Segments); n > 0 {
+		num = w.man.Segments[n-1].Number() + 1
+	}
+	num = max(num, w.highestNumber+1)
+	h, err := w.createSegment(num, w.next)
+	if err != nil {
+		return err
+	}
+	w.hot = h
+	w.man.Segments = append(w.man.Segments, h.entry)
+	return w.writeManifest()
+}
+
+// createSegment allocates a new segment file under a temporary name, writes its header
+// and renames it into place. When the file system is full it drops the oldest sealed
+// segments, one at a time, to make room.
+func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
+	if num > segment.MaxNumber {
+		return nil, fmt.Errorf("publish: segment numbers exhausted at %d", num)
+	}
+	for {
+		h, err := w.tryCreate(num, first)
+		if err == nil {
+			return h, nil
+		}
+		if !errors.Is(err, unix.ENOSPC) {
+			return nil, err
+		}
+		if !w.dropOldest() {
+			return nil, fmt.Errorf("%w: %v", ErrNoSpace, err)
+		}
+	}
+}
+
+func (w *Writer) tryCreate(num, first uint64) (*hotSegment, error) {
+	name := segment.Name(num)
+	tmp := "." + name + ".new"
+	w.dir.Remove(tmp)
+	f, err := w.dir.OpenFile(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, w.opts.FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			w.dir.Remove(tmp)
+		}
+	}()
+	w.chown(f)
+	size := w.man.SegmentSize
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		return nil, &os.PathError{Op: "allocate segment", Path: w.dir.Join(name), Err: err}
+	}
+	b, err := ringdir.Map(f, size, true)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	segment.PutHeader(b, segment.Header{Size: size, Number: num, FirstSeq: first, Created: now.UnixNano()})
+	if err := w.dir.Rename(tmp, name, true); err != nil {
+		ringdir.Unmap(b)
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	ok = true
+	return &hotSegment{
+		entry: segment.Entry{Name: name, FirstSeq: first},
+		num:   num, f: f, b: b, off: segment.HeaderSize, created: now,
+	}, nil
+}
+
+// dropOldest removes the oldest sealed segment to make room, and reports whether there
+// was one. Called with w.mu held.
+func (w *Writer) dropOldest() bool {
+	if len(w.man.Segments) == 0 || !w.man.Segments[0].Sealed {
+		return false
+	}
+	e := w.man.Segments[0]
+	w.man.Segments = w.man.Segments[1:]
+	w.dirty = true
+	n := e.LastSeq - e.FirstSeq + 1
+	w.lost += n
+	w.opts.Logf("%s: file system full: dropped segment %s, records %d to %d (%d lost)",
+		w.dir.Path(), e.Name, e.FirstSeq, e.LastSeq, n)
+	if err := w.writeManifest(); err != nil {
+		w.opts.Logf("%v", err)
+	}
+	if err := w.dir.Remove(e.Name); err != nil {
+		w.opts.Logf("%v", err)
+	}
+	return true
+}
+
+// writeManifest trims the manifest to the retention limit, replaces the file and then
+// removes the segments it no longer lists. Called with w.mu held.
+func (w *Writer) writeManifest() error {
+	var drop []segment.Entry
+	if over := len(w.man.Segments) - w.opts.Segments; over > 0 {
+		drop = append(drop, w.man.Segments[:over]...)
+		w.man.Segments = append([]segment.Entry(nil), w.man.Segments[over:]...)
+	}
+	w.man.Generation++
+	w.man.SegmentsMax = w.opts.Segments
+	if err := w.man.Validate(); err != nil {
+		// The producer's own state is wrong: refuse to publish it.
+		return fmt.Errorf("publish: internal error, manifest invalid: %w", err)
+	}
+	err := renameio.WriteFile(segment.ManifestName, w.man.Encode(), w.opts.FileMode.Perm(),
+		renameio.WithRoot(w.root), renameio.WithStaticPermissions(w.opts.FileMode.Perm()))
+	if err != nil {
+		w.dirty = true
+		return fmt.Errorf("replace manifest %s: %w", w.dir.Join(segment.ManifestName), err)
+	}
+	w.dirty = false
+	if w.opts.GID > 0 {
+		if err := w.root.Chown(segment.ManifestName, -1, w.opts.GID); err != nil {
+			w.opts.Logf("%s: set group: %v", w.dir.Join(segment.ManifestName), err)
+		}
+	}
+	for _, e := range drop {
+		if err := w.dir.Remove(e.Name); err != nil {
+			w.opts.Logf("%v", err)
+		}
+	}
+	return nil
+}
