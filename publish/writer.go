@@ -304,6 +304,9 @@ func (w *Writer) Lost() uint64 {
 	return w.lost
 }
 
+// SegmentSize returns the ring's segment size.
+func (w *Writer) SegmentSize() int64 { return w.man.SegmentSize }
+
 // Dir returns the ring directory's path.
 func (w *Writer) Dir() string { return w.dir.Path() }
 

@@ -36,7 +36,12 @@ type Follower struct {
 	loss  Loss
 	lossy bool
 	err   error
+	idle  func()
 }
+
+// OnWait sets a function the Follower calls each time it is about to wait for new
+// records, for instance to flush buffered output.
+func (f *Follower) OnWait(fn func()) { f.idle = fn }
 
 // Follow returns a Follower that starts with the records sel selects.
 func (r *Ring) Follow(sel Selection) (*Follower, error) {
@@ -95,6 +100,9 @@ func (f *Follower) Next(ctx context.Context) bool {
 			if moved {
 				continue
 			}
+		}
+		if f.idle != nil {
+			f.idle()
 		}
 		manifest, err := f.wake.wait(ctx)
 		if err != nil {

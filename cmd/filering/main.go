@@ -1,0 +1,93 @@
+// Command filering moves a live stream of records from one producer to any number of
+// local readers through files on tmpfs. See README.md and docs/FORMAT.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// usageError marks an error in how filering was called: exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run runs the command line args and returns the exit status: 0, 1 for runtime errors,
+// 2 for usage errors.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	err := app.Run(args)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, syscall.EPIPE):
+		return 0 // the reader went away, as in `filering watch DIR | head`
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "filering: %v\n", err)
+		return 2
+	default:
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := ec.Error(); msg != "" {
+				fmt.Fprintln(stderr, msg)
+			}
+			return ec.ExitCode()
+		}
+		fmt.Fprintf(stderr, "filering: %v\n", err)
+		return 1
+	}
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:                 "filering",
+		Usage:                "a live stream of records through files on tmpfs",
+		Description:          "One producer appends records to fixed-size ring segments in a directory on tmpfs;\nany number of readers read them with no locks, from any language.\nThe format is in docs/FORMAT.md.",
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		ExitErrHandler:       func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Commands: []*cli.Command{
+			produceCommand(),
+			catCommand(),
+			watchCommand(),
+			takeCommand(),
+			statCommand(),
+			demoCommand(),
+			ramdiskCommand(),
+		},
+	}
+	for _, c := range app.Commands {
+		setUsageErrors(c)
+	}
+	return app
+}
+
+func setUsageErrors(c *cli.Command) {
+	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+	for _, s := range c.Subcommands {
+		setUsageErrors(s)
+	}
+}
+
+// ringArg returns the single DIR argument.
+func ringArg(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", usagef("%s: want exactly one ring directory, got %d arguments", c.Command.Name, c.NArg())
+	}
+	return c.Args().First(), nil
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/filering/filering/publish"
+	"github.com/filering/filering/ramdisk"
+	"github.com/filering/filering/segment"
+)
+
+func produceCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "produce",
+		Usage:     "append records read from standard input to a ring, creating it if absent",
+		ArgsUsage: "DIR",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "input", Value: "lines", Usage: "`FORMAT` of standard input: lines (one record per line) or frames (4-byte little-endian length, then payload)"},
+			&cli.StringFlag{Name: "segment-size", Usage: "`SIZE` of each segment of a new ring (4KiB to 1GiB, a multiple of 4KiB; default 1MiB)"},
+			&cli.IntFlag{Name: "segments", Value: publish.DefaultSegments, Usage: "how many segments the ring retains"},
+			&cli.DurationFlag{Name: "seal-after", Usage: "seal the hot segment once it is this old, so takers get data at low rates"},
+			&cli.BoolFlag{Name: "require-tmpfs", Usage: "refuse to run when DIR is not on tmpfs"},
+		},
+		Action: produce,
+	}
+}
+
+func produce(c *cli.Context) error {
+	dir, err := ringArg(c)
+	if err != nil {
+		return err
+	}
+	var opts publish.Options
+	if s := c.String("segment-size"); s != "" {
+		if opts.SegmentSize, err = ramdisk.ParseSize(s); err != nil {
+			return usagef("--segment-size: %v", err)
+		}
+		if !segment.ValidSize(opts.SegmentSize) {
+			return usagef("--segment-size %s: want a multiple of 4KiB from 4KiB to 1GiB", s)
+		}
+	}
+	opts.Segments = c.Int("segments")
+	if opts.Segments < segment.MinSegments || opts.Segments > segment.MaxSegments {
+		return usagef("--segments %d: want %d to %d", opts.Segments, segment.MinSegments, segment.MaxSegments)
+	}
+	opts.SealAfter = c.Duration("seal-after")
+	if opts.SealAfter < 0 {
+		return usagef("--seal-after %v: must not be negative", opts.SealAfter)
+	}
+	input := c.String("input")
+	if input != "lines" && input != "frames" {
+		return usagef("--input %q: want lines or frames", input)
+	}
+	stderr := c.App.ErrWriter
+	opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "filering: "+format+"\n", args...) }
+	if err := checkTmpfs(dir, opts, c.Bool("require-tmpfs"), opts.Logf); err != nil {
+		return err
+	}
+
+	w, err := publish.Open(dir, opts)
+	if err != nil {
+		return err
+	}
+	// SIGINT and SIGTERM seal the hot segment and end the producer with status 0, even
+	// while it waits for input.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			w.Close()
+			os.Exit(0)
+		case <-stopped:
+		}
+	}()
+	defer close(stopped)
+
+	in := bufio.NewReaderSize(c.App.Reader, 256<<10)
+	if input == "lines" {
+		err = readLines(in, w)
+	} else {
+		err = readFrames(in, w, segment.MaxPayload(segmentSize(w)))
+	}
+	if cerr := w.Close(); err == nil && !errors.Is(cerr, publish.ErrClosed) {
+		err = cerr
+	}
+	return err
+}
+
+func segmentSize(w *publish.Writer) int64 { return w.SegmentSize() }
+
+// checkTmpfs warns (or, with require, refuses) when dir is not on tmpfs or the ring
+// will not fit in the room left there.
+func checkTmpfs(dir string, opts publish.Options, require bool, logf func(string, ...any)) error {
+	info, err := ramdisk.Check(dir)
+	if err != nil {
+		if require {
+			return fmt.Errorf("%s: cannot tell whether it is on tmpfs: %w", dir, err)
+		}
+		return nil
+	}
+	if !info.TmpFS {
+		if require {
+			return fmt.Errorf("%s: not on tmpfs (file system %s); mount one with `filering ramdisk mount`", dir, info.FSType)
+		}
+		logf("warning: %s is on %s, not tmpfs: every record is written to that file system", dir, info.FSType)
+	}
+	if !info.Exists {
+		size := opts.SegmentSize
+		if size == 0 {
+			size = publish.DefaultSegmentSize
+		}
+		if err := info.Fits(size, opts.Segments); err != nil {
+			logf("warning: %v", err)
+		}
+	}
+	return nil
+}
+
+// readLines appends one record per line, without its newline. A last line without a
+// newline is a record too.
+func readLines(in *bufio.Reader, w *publish.Writer) error {
+	var long []byte
+	for {
+		line, err := in.ReadSlice('\n')
+		switch {
+		case err == nil:
+			line = line[:len(line)-1]
+			if long != nil {
+				line = append(long, line...)
+				long = nil
+			}
+		case errors.Is(err, bufio.ErrBufferFull):
+			long = append(long, line...)
+			continue
+		case errors.Is(err, io.EOF):
+			if long != nil {
+				line = append(long, line...)
+			}
+			if len(line) == 0 {
+				return nil
+			}
+		default:
+			return fmt.Errorf("read standard input: %w", err)
+		}
+		if _, aerr := w.Append(line); aerr != nil {
+			return aerr
+		}
+		if err != nil {
+			return nil
+		}
+	}
+}
+
+// readFrames appends one record per frame: a 4-byte little-endian length, then that many
+// bytes. A length beyond what a segment holds stops it with an error naming the byte
+// offset of the frame; the records before it are kept.
+func readFrames(in *bufio.Reader, w *publish.Writer, limit int) error {
+	var off int64
+	var hdr [4]byte
+	buf := make([]byte, 0, 64<<10)
+	for {
+		if _, err := io.ReadFull(in, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("standard input: truncated frame header at byte offset %d", off)
+		}
+		n := binary.LittleEndian.Uint32(hdr[:])
+		if uint64(n) > uint64(limit) {
+			return fmt.Errorf("standard input: frame at byte offset %d has length %d, more than the %d bytes a segment holds", off, n, limit)
+		}
+		if cap(buf) < int(n) {
+			buf = make([]byte, n)
+		}
+		p := buf[:n]
+		if _, err := io.ReadFull(in, p); err != nil {
+			return fmt.Errorf("standard input: truncated frame at byte offset %d: want %d bytes", off, n)
+		}
+		if _, err := w.Append(p); err != nil {
+			return err
+		}
+		off += 4 + int64(n)
+	}
+}
+
+// signalContext returns a context cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/filering/filering/watch"
+)
+
+func selectionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "last", Usage: "only the last `N` records"},
+		&cli.Uint64Flag{Name: "from", Usage: "only records from sequence number `SEQ` on"},
+		&cli.DurationFlag{Name: "since", Usage: "only records appended in the last `DURATION` (e.g. 30s, 5m)"},
+		&cli.StringFlag{Name: "format", Value: "lines", Usage: "output `FORMAT`: lines, json (JSON Lines) or raw (length-prefixed frames)"},
+	}
+}
+
+func selection(c *cli.Context) (watch.Selection, error) {
+	sel := watch.Selection{Last: c.Int("last"), From: c.Uint64("from")}
+	if sel.Last < 0 {
+		return sel, usagef("--last %d: must not be negative", sel.Last)
+	}
+	if d := c.Duration("since"); d != 0 {
+		if d < 0 {
+			return sel, usagef("--since %v: must not be negative", d)
+		}
+		sel.Since = time.Now().Add(-d)
+	}
+	return sel, nil
+}
+
+func catCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "cat",
+		Usage:     "print the retained records of a ring and exit",
+		ArgsUsage: "DIR",
+		Flags:     selectionFlags(),
+		Action:    cat,
+	}
+}
+
+func watchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "watch",
+		Usage:     "print the selected records, then follow new ones until interrupted",
+		ArgsUsage: "DIR",
+		Flags:     selectionFlags(),
+		Action:    follow,
+	}
+}
+
+func cat(c *cli.Context) error {
+	dir, err := ringArg(c)
+	if err != nil {
+		return err
+	}
+	sel, err := selection(c)
+	if err != nil {
+		return err
+	}
+	out, err := newRecordWriter(c.App.Writer, c.String("format"))
+	if err != nil {
+		return err
+	}
+	r, err := watch.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	snap, err := r.Snapshot(sel)
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	for snap.Next() {
+		if err := out.write(snap.Record()); err != nil {
+			return err
+		}
+	}
+	if err := out.flush(); err != nil {
+		return err
+	}
+	return snap.Err()
+}
+
+func follow(c *cli.Context) error {
+	dir, err := ringArg(c)
+	if err != nil {
+		return err
+	}
+	sel, err := selection(c)
+	if err != nil {
+		return err
+	}
+	out, err := newRecordWriter(c.App.Writer, c.String("format"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	r, err := openWhenPresent(ctx, dir)
+	if err != nil {
+		return quiet(ctx, err)
+	}
+	defer r.Close()
+	f, err := r.Follow(sel)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var werr error
+	f.OnWait(func() { werr = out.flush() })
+	for f.Next(ctx) {
+		if l, ok := f.Loss(); ok {
+			if err := out.flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.ErrWriter, "filering: %s: %v\n", dir, l)
+		}
+		if err := out.write(f.Record()); err != nil {
+			return err
+		}
+		if werr != nil {
+			return werr
+		}
+	}
+	if err := out.flush(); err != nil {
+		return err
+	}
+	return quiet(ctx, f.Err())
+}
+
+// quiet turns the error of an interrupted wait into success.
+func quiet(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+// openWhenPresent opens the ring directory, waiting for it to be created.
+func openWhenPresent(ctx context.Context, dir string) (*watch.Ring, error) {
+	for {
+		r, err := watch.Open(dir)
+		if !errors.Is(err, os.ErrNotExist) {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(watch.FastPollInterval):
+		}
+	}
+}

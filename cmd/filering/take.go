@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/filering/filering/watch"
+)
+
+func takeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "take",
+		Usage:     "single-consumer mode: take each sealed segment, print its records, delete it",
+		ArgsUsage: "DIR",
+		Description: "Competing takers share the sealed segments between them: each is printed by exactly one.\n" +
+			"A taker killed while printing a segment leaves it claimed; the next taker prints it again.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep waiting for newly sealed segments"},
+			&cli.StringFlag{Name: "format", Value: "lines", Usage: "output `FORMAT`: lines, json or raw"},
+		},
+		Action: take,
+	}
+}
+
+func take(c *cli.Context) error {
+	dir, err := ringArg(c)
+	if err != nil {
+		return err
+	}
+	out, err := newRecordWriter(c.App.Writer, c.String("format"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	r, err := watch.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	t := r.Taker()
+	defer t.Close()
+	for {
+		tk, err := t.Take()
+		if errors.Is(err, watch.ErrNothingToTake) {
+			if !c.Bool("follow") {
+				return nil
+			}
+			if err := t.Wait(ctx); err != nil {
+				return quiet(ctx, err)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if tk.Redeliver {
+			fmt.Fprintf(c.App.ErrWriter, "filering: %s: segment %d was claimed by a taker that died; delivering it again\n", dir, tk.Number())
+		}
+		for tk.Next() {
+			if err := out.write(tk.Record()); err != nil {
+				tk.Close()
+				return err
+			}
+		}
+		// Records reach the output before the segment is deleted: at least once.
+		if err := out.flush(); err != nil {
+			tk.Close()
+			return err
+		}
+		if err := tk.Err(); err != nil {
+			tk.Close()
+			return err
+		}
+		if err := tk.Done(); err != nil {
+			return err
+		}
+	}
+}
