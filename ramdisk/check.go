@@ -73,18 +73,18 @@ func Check(dir string) (Info, error) {
 	}
 	info.Exists = existing == abs
 
-	real, err := filepath.EvalSymlinks(existing)
+	resolved, err := filepath.EvalSymlinks(existing)
 	if err != nil {
 		return info, fmt.Errorf("ramdisk: check: %w", err)
 	}
 	var st unix.Statfs_t
-	if err := unix.Statfs(real, &st); err != nil {
-		return info, fmt.Errorf("ramdisk: statfs %s: %w", real, err)
+	if err := unix.Statfs(resolved, &st); err != nil {
+		return info, fmt.Errorf("ramdisk: statfs %s: %w", resolved, err)
 	}
 	info.Size = uint64(st.Bsize) * st.Blocks
 	info.Free = uint64(st.Bsize) * st.Bavail
 
-	m, err := findMount(real)
+	m, err := findMount(resolved)
 	if err != nil {
 		return info, err
 	}

@@ -11,7 +11,8 @@
 // filering command line.
 //
 // The package works on Linux only: it reads /proc/self/mountinfo and calls statfs(2) and
-// mount(2).
+// mount(2). Its functions are safe for concurrent use, but two Mount calls racing on one
+// directory may both mount, one tmpfs over the other.
 package ramdisk
 
 import "errors"

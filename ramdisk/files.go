@@ -10,7 +10,7 @@ var files embed.FS
 
 // Files returns the files shipped for a board, by name:
 //
-//   - run-ring.mount: mounts a 16 MiB tmpfs at /run/ring (see MountUnit);
+//   - run-ring.mount: mounts a 32 MiB tmpfs at /run/ring (see MountUnit);
 //   - filering-produce@.service: runs one producer per ring, named by the instance;
 //   - filering.conf: a tmpfiles.d(5) line that creates /run/ring for user filering;
 //   - filering.sysusers: a sysusers.d(5) line that creates the filering user and group.

@@ -83,28 +83,28 @@ func Mount(dir string, opts MountOptions) error {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return fmt.Errorf("ramdisk: create mount point: %w", err)
 	}
-	real, err := filepath.EvalSymlinks(abs)
+	resolved, err := filepath.EvalSymlinks(abs)
 	if err != nil {
 		return fmt.Errorf("ramdisk: mount %s: %w", abs, err)
 	}
-	m, err := findMount(real)
+	m, err := findMount(resolved)
 	if err != nil {
 		return err
 	}
-	if m.point == real {
+	if m.point == resolved {
 		if m.fsType == "tmpfs" {
-			return fmt.Errorf("%w: tmpfs at %s (%s)", ErrMounted, real, m.superOptions)
+			return fmt.Errorf("%w: tmpfs at %s (%s)", ErrMounted, resolved, m.superOptions)
 		}
 		return fmt.Errorf("%w: %s is already a mount point of %s; not hiding it",
-			ErrNotTmpfs, real, m.fsType)
+			ErrNotTmpfs, resolved, m.fsType)
 	}
 
 	data := opts.data(uid, gid)
-	if err := unix.Mount("tmpfs", real, "tmpfs", mountFlags, data); err != nil {
+	if err := unix.Mount("tmpfs", resolved, "tmpfs", mountFlags, data); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("%w: mount tmpfs at %s: %w", ErrNotRoot, real, err)
+			return fmt.Errorf("%w: mount tmpfs at %s: %w", ErrNotRoot, resolved, err)
 		}
-		return fmt.Errorf("ramdisk: mount tmpfs at %s with %s: %w", real, data, err)
+		return fmt.Errorf("ramdisk: mount tmpfs at %s with %s: %w", resolved, data, err)
 	}
 	return nil
 }

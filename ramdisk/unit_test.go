@@ -194,7 +194,7 @@ func TestFiles_runRingMount(t *testing.T) {
 		inHeader = false
 		body.WriteString(line)
 	}
-	_, want, err := MountUnit("/run/ring", MountOptions{Size: 16 << 20, Mode: 0o750, User: "filering", Group: "filering"})
+	_, want, err := MountUnit("/run/ring", MountOptions{Size: 32 << 20, Mode: 0o750, User: "filering", Group: "filering"})
 	if err != nil {
 		t.Fatal(err)
 	}

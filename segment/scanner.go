@@ -85,22 +85,47 @@ func (s *Scanner) Next() (ok bool) {
 		return false
 	}
 	defer s.guard(&ok, debug.SetPanicOnFault(true))
-	c := Committed(s.b)
-	if s.sealed && int64(s.off) >= c {
-		s.done = true
+	// A second pass happens only when the segment turns out to have been sealed after
+	// the committed word was loaded: the record may have been written meanwhile.
+	for pass := 0; pass < 2; pass++ {
+		c := Committed(s.b)
+		if s.sealed && int64(s.off) >= c {
+			s.done = true
+			return false
+		}
+		var why error
+		if s.off+8 > len(s.b) {
+			why = nil
+		} else if w := load64(s.b, s.off); w == 0 {
+			why = ErrMissing
+		} else if why = s.read(w); why == nil {
+			return true
+		}
+		if s.off+8 <= len(s.b) && int64(s.off) < c {
+			s.err = &CorruptionError{Path: s.path, Offset: int64(s.off), Err: why}
+			return false
+		}
+		if s.sealed {
+			break
+		}
+		sealed, err := Sealed(s.b)
+		if err != nil {
+			s.err = &CorruptionError{Path: s.path, Offset: OffSealed, Err: err}
+			return false
+		}
+		if !sealed {
+			return false // the end of what is committed so far
+		}
+		s.sealed = true
+	}
+	// Sealed, and nothing valid at s.off even with the final committed word.
+	if c := Committed(s.b); int64(s.off) < c {
+		s.err = &CorruptionError{Path: s.path, Offset: int64(s.off),
+			Err: fmt.Errorf("%w: sealed segment ends before its committed word %d", ErrMissing, c)}
 		return false
 	}
-	if s.off+8 > len(s.b) {
-		return s.stop(c, nil)
-	}
-	w := load64(s.b, s.off)
-	if w == 0 {
-		return s.stop(c, ErrMissing)
-	}
-	if err := s.read(w); err != nil {
-		return s.stop(c, err)
-	}
-	return true
+	s.done = true
+	return false
 }
 
 // read copies out and checks the record whose commit word w was loaded at s.off.
@@ -126,39 +151,6 @@ func (s *Scanner) read(w uint64) error {
 	s.off += RecordSpan(size - RecordHeaderSize)
 	s.next++
 	return nil
-}
-
-// stop handles the end of the valid records at s.off: the end of what is committed so
-// far, the end of a sealed segment, or corruption when the committed word c (loaded
-// before the record) says records must be there. why is the reason the record at s.off
-// was not accepted.
-func (s *Scanner) stop(c int64, why error) bool {
-	if int64(s.off) < c && why != nil {
-		s.err = &CorruptionError{Path: s.path, Offset: int64(s.off), Err: why}
-		return false
-	}
-	if !s.sealed {
-		sealed, err := Sealed(s.b)
-		if err != nil {
-			s.err = &CorruptionError{Path: s.path, Offset: OffSealed, Err: err}
-			return false
-		}
-		if !sealed {
-			return false
-		}
-		s.sealed = true
-		// The segment was sealed since c was loaded: its committed word is now final.
-		c = Committed(s.b)
-		if int64(s.off) < c {
-			if why == nil {
-				why = fmt.Errorf("%w: committed word %d beyond segment", ErrRecordSize, c)
-			}
-			s.err = &CorruptionError{Path: s.path, Offset: int64(s.off), Err: why}
-			return false
-		}
-	}
-	s.done = true
-	return false
 }
 
 // guard turns a memory fault while reading the mapping (the file was truncated under it)

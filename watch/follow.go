@@ -49,6 +49,8 @@ func (r *Ring) Follow(sel Selection) (*Follower, error) {
 	snap, err := r.Snapshot(sel)
 	switch {
 	case errors.Is(err, ErrNoRing):
+		// Every record the ring will ever hold is new to this follower.
+		f.next = max(sel.From, 1)
 	case err != nil:
 		f.wake.close()
 		return nil, err
@@ -74,7 +76,7 @@ func (f *Follower) Next(ctx context.Context) bool {
 			if f.snap.end != 0 {
 				f.next = max(f.next, f.snap.end+1)
 			}
-			f.next = max(f.next, f.snap.seen+1)
+			f.next = max(f.next, f.snap.seen+1, f.snap.floor)
 			f.snap.Close()
 			f.snap = nil
 		}

@@ -71,7 +71,9 @@ type Loss struct {
 // Count returns how many records were lost.
 func (l Loss) Count() uint64 { return l.To - l.From + 1 }
 
-func (l Loss) String() string { return fmt.Sprintf("lost %d records (%d to %d)", l.Count(), l.From, l.To) }
+func (l Loss) String() string {
+	return fmt.Sprintf("lost %d records (%d to %d)", l.Count(), l.From, l.To)
+}
 
 // openSegment is a segment file held open and mapped read-only.
 type openSegment struct {

@@ -27,6 +27,7 @@ type Snapshot struct {
 	end   uint64 // last sequence to deliver; 0 for no limit
 	since int64
 	seen  uint64 // highest sequence number scanned, delivered or not
+	floor uint64 // the ring's next sequence number as the manifest showed it
 	rec   segment.Record
 	err   error
 }
@@ -37,7 +38,10 @@ func (r *Ring) Snapshot(sel Selection) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Snapshot{segs: segs, start: max(sel.From, 1)}
+	s := &Snapshot{segs: segs, start: max(sel.From, 1), floor: m.NextSeq()}
+	if hot, ok := m.Hot(); ok {
+		s.floor = hot.FirstSeq
+	}
 	if !sel.Since.IsZero() {
 		s.since = sel.Since.UnixNano()
 	}

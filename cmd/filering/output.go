@@ -107,4 +107,3 @@ func appendJSONString(b, s []byte) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
-

@@ -199,4 +199,3 @@ func readFrames(in *bufio.Reader, w *publish.Writer, limit int) error {
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 }
-

@@ -1,0 +1,312 @@
+package publish
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/filering/filering/internal/ringdir"
+	"github.com/filering/filering/segment"
+)
+
+// tmpRing returns a ring directory path on tmpfs when there is one.
+func tmpRing(t testing.TB) string {
+	t.Helper()
+	base := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	d, err := os.MkdirTemp(base, "filering-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return filepath.Join(d, "ring")
+}
+
+// readAll reads every record of the ring at dir with a plain scan of the manifest's
+// segments, independent of the watch package.
+func readAll(t testing.TB, dir string) (m *segment.Manifest, seqs []uint64, data []string) {
+	t.Helper()
+	d, err := ringdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if m, err = d.ReadManifest(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m.Segments {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := segment.ParseHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := segment.NewScanner(e.Name, b, h)
+		for s.Next() {
+			seqs = append(seqs, s.Record().Seq)
+			data = append(data, string(s.Record().Data))
+		}
+		if s.Err() != nil {
+			t.Fatal(s.Err())
+		}
+		if e.Sealed && !s.Done() {
+			t.Fatalf("%s: listed sealed but not done", e.Name)
+		}
+	}
+	return m, seqs, data
+}
+
+func TestWriter_AppendReopen(t *testing.T) {
+	dir := tmpRing(t)
+	w, err := Open(dir, Options{SegmentSize: 4096, Segments: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 500; i++ {
+		seq, err := w.Append([]byte(fmt.Sprint(i)))
+		if err != nil || seq != uint64(i) {
+			t.Fatalf("Append %d = %d, %v", i, seq, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m, seqs, data := readAll(t, dir)
+	if len(m.Segments) != 4 {
+		t.Fatalf("%d segments retained, want 4", len(m.Segments))
+	}
+	if _, hot := m.Hot(); hot {
+		t.Fatal("hot segment after Close")
+	}
+	if seqs[len(seqs)-1] != 500 || data[len(data)-1] != "500" {
+		t.Fatalf("last record %d %q", seqs[len(seqs)-1], data[len(data)-1])
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 || data[i] != fmt.Sprint(seqs[i]) {
+			t.Fatalf("record %d: seq %d data %q after %d", i, seqs[i], data[i], seqs[i-1])
+		}
+	}
+
+	// Sequence numbers continue across a restart.
+	w, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := w.Append([]byte("501")); err != nil || seq != 501 {
+		t.Fatalf("after reopen Append = %d, %v", seq, err)
+	}
+	w.Close()
+	if _, err := Open(dir, Options{SegmentSize: 8192}); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("reopen with another segment size: %v", err)
+	}
+}
+
+func TestWriter_SecondProducerRefused(t *testing.T) {
+	dir := tmpRing(t)
+	w, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, err = Open(dir, Options{})
+	var le *LockedError
+	if !errors.Is(err, ErrLocked) || !errors.As(err, &le) || le.PID != os.Getpid() {
+		t.Fatalf("second Open: %v", err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("message does not name the pid: %v", err)
+	}
+}
+
+// crash abandons a writer as a killed process would: no seal, no manifest, lock freed.
+func crash(w *Writer) {
+	close(w.stop)
+	<-w.done
+	w.release()
+}
+
+func TestWriter_CrashRecovery(t *testing.T) {
+	cases := []struct {
+		name  string
+		tear  bool // leave a torn record after the last good one
+		empty bool // crash with an empty hot segment
+	}{
+		{"clean tail", false, false},
+		{"torn tail", true, false},
+		{"empty hot segment", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := tmpRing(t)
+			w, err := Open(dir, Options{SegmentSize: 4096, Segments: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 100
+			if c.empty {
+				n = 0
+			}
+			for i := 1; i <= n; i++ {
+				w.Append([]byte(fmt.Sprint(i)))
+			}
+			if c.tear {
+				h := w.hot
+				// Commit word of a 5-byte record, body never written.
+				copy(h.b[h.off:], []byte{29, 0, 0, 0, 1, 2, 3, 4})
+			}
+			crash(w)
+
+			w, err = Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq, err := w.Append([]byte("after"))
+			if err != nil || seq != uint64(n+1) {
+				t.Fatalf("first Append after recovery = %d, %v; want %d", seq, err, n+1)
+			}
+			w.Close()
+			_, seqs, data := readAll(t, dir)
+			if len(seqs) != n+1 || data[len(data)-1] != "after" {
+				t.Fatalf("read %d records, last %q", len(seqs), data[len(data)-1])
+			}
+		})
+	}
+}
+
+func TestWriter_SweepsLeftovers(t *testing.T) {
+	dir := tmpRing(t)
+	w, err := Open(dir, Options{SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append([]byte("x"))
+	crash(w)
+	// A temporary file and a segment created but never listed, as a crash leaves them.
+	for _, name := range []string{".0000000000000009.seg.new", "0000000000000009.seg"} {
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, 4096), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, name := range []string{".0000000000000009.seg.new", "0000000000000009.seg"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind: %v", name, err)
+		}
+	}
+	if w.hot.num <= 9 {
+		t.Fatalf("new hot segment %d reuses a number already seen", w.hot.num)
+	}
+}
+
+func TestWriter_TooLarge(t *testing.T) {
+	dir := tmpRing(t)
+	w, err := Open(dir, Options{SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	max := segment.MaxPayload(4096)
+	if _, err := w.Append(make([]byte, max+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized Append: %v", err)
+	}
+	if seq, err := w.Append(make([]byte, max)); err != nil || seq != 1 {
+		t.Fatalf("largest Append = %d, %v", seq, err)
+	}
+	if seq, err := w.Append(bytes.Repeat([]byte("y"), max)); err != nil || seq != 2 {
+		t.Fatalf("second largest Append = %d, %v", seq, err)
+	}
+}
+
+func TestWriter_SealAfter(t *testing.T) {
+	dir := tmpRing(t)
+	w, err := Open(dir, Options{SealAfter: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Append([]byte("lonely"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, _ := ringdir.Open(dir)
+		m, err := d.ReadManifest()
+		d.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Segments) == 2 && m.Segments[0].Sealed && m.Segments[0].LastSeq == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hot segment not sealed after 5s: %+v", m.Segments)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWriter_Modes(t *testing.T) {
+	dir := tmpRing(t)
+	old := umask(0o077)
+	defer umask(old)
+	w, err := Open(dir, Options{FileMode: 0o644, DirMode: 0o755})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append([]byte("x"))
+	w.Close()
+	fi, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o755 {
+		t.Errorf("directory mode %v", fi.Mode().Perm())
+	}
+	for _, name := range []string{"manifest", "lock", segment.Name(1)} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v, %v", name, fi.Mode().Perm(), err)
+		}
+	}
+}
+
+func TestOpen_RefusesSymlink(t *testing.T) {
+	dir := tmpRing(t)
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	link := dir + "-link"
+	os.Symlink(dir, link)
+	if _, err := Open(link, Options{}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("Open through a symlink: %v", err)
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	for _, n := range []int{64, 1024, 4096} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			w, err := Open(tmpRing(b), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close()
+			p := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := w.Append(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
