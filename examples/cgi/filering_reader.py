@@ -95,10 +95,29 @@ MAX_ATTEMPTS = 10
 _SEGMENT_NAME = re.compile(r"[0-9]{16}\.seg")  # used with fullmatch: ^[0-9]{16}\.seg$
 _HEADER = struct.Struct("<8sIIQQQq")  # bytes 0-47 of a segment header
 _SEQ_TIME = struct.Struct("<Qq")  # record bytes 8-23
-_LITTLE_ENDIAN = sys.byteorder == "little"
+# The fast path views the map as native 64-bit words, which are the file's
+# little-endian words only on a little-endian machine.
+_FAST = sys.byteorder == "little"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _DIR_FD = os.open in os.supports_dir_fd
 _EPOCH = datetime.datetime(1970, 1, 1)
+_U32 = struct.Struct("=I")  # native order, like the views of _Segment
+_U16 = struct.Struct("=H")
+_SEQ16 = []
+
+
+def _seq16():
+    """_seq16 returns the 16-bit integers 0..65535 in native order, as bytes (built once)."""
+    if not _SEQ16:
+        both = bytearray(131072)
+        little = bytes(range(256)) * 256  # 0 1 2 ... 255 0 1 ...
+        big = b"".join(bytes((b,)) * 256 for b in range(256))  # 0 x256, 1 x256, ...
+        if sys.byteorder == "little":
+            both[0::2], both[1::2] = little, big
+        else:
+            both[0::2], both[1::2] = big, little
+        _SEQ16.append(bytes(both))
+    return _SEQ16[0]
 
 
 class Error(Exception):
@@ -418,13 +437,21 @@ def _open_snapshot(ring, manifest, last, from_seq):
             os.close(fd)
 
 
-def read_records(ring_dir, last=None, from_seq=None):
+def read_records(ring_dir, last=None, from_seq=None, check_all=True):
     """read_records returns records of a consistent snapshot of the ring in ring_dir.
 
     The result is a list of (seq, time_ns, payload) tuples in increasing sequence
     order; payload is bytes. from_seq keeps the records whose sequence number is at
     least from_seq; last keeps the last `last` of those. A segment listed in the
     manifest but missing (taken, or removed) is skipped, so there may be gaps.
+
+    Only segments that can hold wanted records are read. In them every record is
+    checked against every rule of docs/FORMAT.md, as the format's reader algorithm
+    does. With check_all=False the CRC of a record is checked only when the record
+    is returned or lies at or past the committed word (where a CRC failure decides
+    where the segment ends); the framing rules are still checked for every record.
+    That gives the same records, faster, but does not notice a damaged record that
+    it does not return.
 
     It raises NotFoundError when the ring does not exist, ManifestError for an
     invalid manifest, CorruptError for a damaged segment, and Error otherwise. It is
@@ -441,7 +468,7 @@ def read_records(ring_dir, last=None, from_seq=None):
             if held is None:
                 continue
             try:
-                return _read_snapshot(ring, manifest, held, last, from_seq)
+                return _read_snapshot(ring, manifest, held, last, from_seq, check_all)
             finally:
                 for _, fd in held:
                     os.close(fd)
@@ -453,18 +480,19 @@ def read_records(ring_dir, last=None, from_seq=None):
         ring.close()
 
 
-def _read_snapshot(ring, manifest, held, last, from_seq):
+def _read_snapshot(ring, manifest, held, last, from_seq, check_all):
+    size = manifest.segment_size
     if last is None:
         out = []
         for entry, fd in held:
-            out.extend(_scan(ring.join(entry.name), fd, entry, manifest.segment_size, from_seq, None))
+            out.extend(_scan(ring.join(entry.name), fd, entry, size, from_seq, None, check_all))
         return out
     parts = []
     count = 0
-    for entry, fd in reversed(held):
+    for entry, fd in reversed(held):  # newest first, only as far back as needed
         if count >= last:
             break
-        part = _scan(ring.join(entry.name), fd, entry, manifest.segment_size, from_seq, last - count)
+        part = _scan(ring.join(entry.name), fd, entry, size, from_seq, last - count, check_all)
         parts.append(part)
         count += len(part)
     out = []
@@ -473,7 +501,7 @@ def _read_snapshot(ring, manifest, held, last, from_seq):
     return out
 
 
-def _scan(path, fd, entry, segment_size, from_seq, limit):
+def _scan(path, fd, entry, segment_size, from_seq, limit, check_all):
     """_scan checks one open segment (steps 3 and 4) and returns its wanted records."""
     size = os.fstat(fd).st_size
     if size != segment_size:
@@ -483,160 +511,250 @@ def _scan(path, fd, entry, segment_size, from_seq, limit):
     except (OSError, ValueError) as e:
         raise Error("mmap %s: %s" % (path, e))
     try:
-        return _scan_map(path, mm, entry, size, from_seq, limit)
+        magic, version, header_crc, seg_size, number, first, _created = _HEADER.unpack_from(mm, 0)
+        if magic != SEGMENT_MAGIC:
+            raise CorruptError(path, 0, "bad magic %r" % magic)
+        if version != FORMAT_VERSION:
+            raise CorruptError(path, 8, "unsupported version %d" % version)
+        if header_crc != zlib.crc32(mm[16:48]):
+            raise CorruptError(path, 12, "header CRC mismatch")
+        if seg_size != size:
+            raise CorruptError(path, 16, "header segment size %d, the ring's is %d" % (seg_size, size))
+        if number != entry.number:
+            raise CorruptError(path, 24, "header segment number %d does not match the name" % number)
+        if first != entry.first_seq:
+            raise CorruptError(path, 32, "first sequence %d, the manifest says %d" % (first, entry.first_seq))
+        if _FAST:
+            view = memoryview(mm)
+            words = (view.cast("Q"), view.cast("I"), view.cast("H"))
+        else:
+            view = None
+            data = mm[:]  # a copy; the CRCs catch a record that was changing meanwhile
+            words = (array("Q", data), array("I", data), array("H", data))
+            if sys.byteorder != "little":
+                for a in words:
+                    a.byteswap()
+        try:
+            seg = _Segment(path, mm, words[0], words[1], words[2], size, first)
+            return seg.records(from_seq, limit, check_all)
+        finally:
+            if view is not None:
+                for a in words:
+                    a.release()
+                view.release()
     finally:
         mm.close()
 
 
-def _scan_map(path, mm, entry, size, from_seq, limit):
-    magic, version, header_crc, seg_size, number, first, _created = _HEADER.unpack_from(mm, 0)
-    if magic != SEGMENT_MAGIC:
-        raise CorruptError(path, 0, "bad magic %r" % magic)
-    if version != FORMAT_VERSION:
-        raise CorruptError(path, 8, "unsupported version %d" % version)
-    if header_crc != zlib.crc32(mm[16:48]):
-        raise CorruptError(path, 12, "header CRC mismatch")
-    if seg_size != size:
-        raise CorruptError(path, 16, "header segment size %d, the ring's is %d" % (seg_size, size))
-    if number != entry.number:
-        raise CorruptError(path, 24, "header segment number %d does not match the name" % number)
-    if first != entry.first_seq:
-        raise CorruptError(path, 32, "first sequence %d, the manifest says %d" % (first, entry.first_seq))
+class _Segment(object):
+    """_Segment scans one mapped segment whose fixed header fields were checked.
 
-    if _LITTLE_ENDIAN:
-        view = memoryview(mm)
-        q = view.cast("Q")  # 64-bit words; q[i] is one aligned 8-byte load
-        w32 = view.cast("I")  # 32-bit halves, for framing runs of records in bulk
-    else:
-        view = w32 = None
-        q = array("Q", mm[:])
-        q.byteswap()
-    try:
+    q, w32 and h16 view the segment as 64-, 32- and 16-bit integers (native integers,
+    in the file's little-endian order). Records are kept as runs [i, k, m]: m records,
+    the first at word i, each k words long.
+    """
+
+    def __init__(self, path, mm, q, w32, h16, size, first):
+        self.path = path
+        self.mm = mm
+        self.q = q
+        self.w32 = w32
+        self.h16 = h16
+        self.first = first
         sealed = q[6]  # the sealed word first, then the committed word (step 3)
         committed = q[7]
         if sealed > 1:
             raise CorruptError(path, 48, "sealed word is %d" % sealed)
         if committed < HEADER_SIZE or committed > size or committed & 7:
             raise CorruptError(path, 56, "committed word %d is out of range" % committed)
-        offs, sizes, crcs, stop = _frame(q, w32, size >> 3, first)
-        return _check(path, mm, offs, sizes, crcs, stop, committed, first, from_seq, limit)
-    finally:
-        if view is not None:
-            w32.release()
-            q.release()
-            view.release()
+        self.committed = committed
+        self.runs, self.stop = self._frame(size >> 3)
 
+    def _frame(self, nwords):
+        """_frame walks the records from offset 64 and checks the framing rules.
 
-def _frame(q, w32, nwords, first):
-    """_frame walks the records from offset 64 and checks the framing rules.
-
-    It returns the byte offsets, sizes and stored CRCs of the records that pass, and
-    stop: None if the walk ended normally (end of segment, zero commit word), or
-    (offset, reason) for the first record that broke a rule. Word indices are used
-    throughout: offset = 8 * index.
-    """
-    offs = []
-    sizes = []
-    crcs = []
-    i = HEADER_SIZE >> 3
-    seq = first
-    run = 0  # how many records in a row had the same stride
-    stride = 0
-    while i < nwords:  # i < nwords  <=>  off + 8 <= segment size
-        w = q[i]
-        if not w:
-            return offs, sizes, crcs, None
-        n = w & 0xFFFFFFFF
-        k = (n + 7) >> 3
-        if n < RECORD_HEADER_SIZE:
-            return offs, sizes, crcs, (i << 3, "record size %d is below %d" % (n, RECORD_HEADER_SIZE))
-        if i + k > nwords:
-            return offs, sizes, crcs, (i << 3, "record size %d runs past the end of the segment" % n)
-        if q[i + 1] != seq:
-            return offs, sizes, crcs, (i << 3, "record sequence %d, want %d" % (q[i + 1], seq))
-        offs.append(i << 3)
-        sizes.append(n)
-        crcs.append(w >> 32)
-        i += k
-        seq += 1
-        if k != stride:
-            stride = k
-            run = 1
-            continue
-        run += 1
-        if run < 8 or w32 is None:
-            continue
-        # Eight records in a row had the same stride: check whole runs of the following
-        # ones with strided views. A run passes only if every record in it passes
-        # exactly the checks above (size >= 24 with this stride, inside the segment,
-        # sequence in order); otherwise fall back to one record at a time.
-        low = max(RECORD_HEADER_SIZE, 8 * k - 7)
-        high = 8 * k
-        m = 64
-        while m >= 8:
-            end = i + m * k
-            if end > nwords:
-                m = (nwords - i) // k
-                if m < 8:
-                    break
-                end = i + m * k
-            got = w32[2 * i : 2 * end : 2 * k].tolist()
-            if min(got) >= low and max(got) <= high and q[i + 1 : end : k].tolist() == list(range(seq, seq + m)):
-                offs.extend(range(i << 3, end << 3, k << 3))
-                sizes.extend(got)
-                crcs.extend(w32[2 * i + 1 : 2 * end : 2 * k].tolist())
-                i = end
-                seq += m
-                m = min(m * 2, 8192)
+        It returns the runs of records that pass, and stop: None if the walk ended
+        normally (end of segment, zero commit word), else (offset, reason) of the
+        first record that broke a rule.
+        """
+        q = self.q
+        w32 = self.w32
+        runs = []
+        i = HEADER_SIZE >> 3
+        seq = self.first
+        same = 0  # how many records in a row had the same stride
+        while i < nwords:  # i < nwords  <=>  offset + 8 <= segment size
+            w = q[i]
+            if not w:
+                return runs, None
+            n = w & 0xFFFFFFFF
+            k = (n + 7) >> 3
+            if n < RECORD_HEADER_SIZE:
+                return runs, (i << 3, "record size %d is below %d" % (n, RECORD_HEADER_SIZE))
+            if i + k > nwords:
+                return runs, (i << 3, "record size %d runs past the end of the segment" % n)
+            if q[i + 1] != seq:
+                return runs, (i << 3, "record sequence %d, want %d" % (q[i + 1], seq))
+            if runs and runs[-1][1] == k:
+                runs[-1][2] += 1
+                same += 1
             else:
-                m //= 2
-        run = 0
-    return offs, sizes, crcs, None
+                runs.append([i, k, 1])
+                same = 1
+            i += k
+            seq += 1
+            if same < 8:
+                continue
+            # Eight records in a row had the same stride: frame whole runs of the next
+            # ones at once with strided views. A run passes only if every record in it
+            # passes exactly the checks above (a size of at least 24 giving this
+            # stride, inside the segment, the next sequence number); otherwise go on
+            # one record at a time.
+            run = runs[-1]
+            low = max(RECORD_HEADER_SIZE, 8 * k - 7)
+            high = 8 * k
+            m = 64
+            while m >= 8:
+                m = min(m, (nwords - i) // k, 65536 - (seq & 0xFFFF))
+                if m >= 8 and self._run_ok(i, k, m, seq, low, high):
+                    run[2] += m
+                    i += m * k
+                    seq += m
+                    m = min(m * 2, 8192)
+                else:
+                    m //= 2
+            same = 0
+        return runs, None
 
+    def _run_ok(self, i, k, m, seq, low, high):
+        """_run_ok tells whether the m records at words i, i+k, ... all pass the framing rules.
 
-def _check(path, mm, offs, sizes, crcs, stop, committed, first, from_seq, limit):
-    """_check verifies the record CRCs in order and returns the wanted records.
-
-    offs, sizes and crcs describe the records that passed the framing rules; stop is
-    the first framing failure, if any. The first record that fails a rule ends the
-    segment: below the committed word that is corruption; at or past it, the record
-    is not committed yet (or was torn), and the records before it are the segment.
-    """
-    crc32 = zlib.crc32
-    count = len(offs)
-    lo = 0
-    if from_seq is not None:
-        lo = min(count, max(0, from_seq - first))
-    if limit is not None:
-        lo = max(lo, count - limit)
-    for k in range(lo):  # not returned: check the CRC only
-        off = offs[k]
-        if crc32(mm[off + 8 : off + sizes[k]]) != crcs[k]:
-            stop = (off, "record CRC mismatch")
-            break
-    else:
-        out = []
-        for k in range(lo, count):
-            off = offs[k]
-            body = mm[off + 8 : off + sizes[k]]  # copy out, then check what we return
-            if crc32(body) != crcs[k]:
-                stop = (off, "record CRC mismatch")
-                break
-            seq, t = _SEQ_TIME.unpack_from(body)
-            if seq != first + k:
-                stop = (off, "record sequence %d, want %d" % (seq, first + k))
-                break
-            out.append((seq, t, body[16:]))
+        Each must have a size in low..high (so the stride is k), and sequence numbers
+        seq, seq+1, ...; the caller keeps the run inside the segment and keeps the low
+        16 bits of the sequence numbers from wrapping. The values are compared as
+        strided byte strings, which is much faster than one Python int each.
+        """
+        w32 = self.w32
+        end = i + m * k
+        sizes = bytes(w32[2 * i : 2 * end : 2 * k])
+        n = w32[2 * i]
+        if sizes == _U32.pack(n) * m:
+            if not low <= n <= high:
+                return False
         else:
-            if stop is not None and stop[0] < committed:
-                raise CorruptError(path, stop[0], stop[1])
-            return out
-    # Record k failed and every record before it passed.
-    if stop[0] < committed:
-        raise CorruptError(path, stop[0], stop[1])
-    # Not committed yet: the segment ends at record k, so the wanted records may
-    # start earlier. Check again without it (rare).
-    return _check(path, mm, offs[:k], sizes[:k], crcs[:k], None, committed, first, from_seq, limit)
+            distinct = set(w32[2 * i : 2 * end : 2 * k].tolist())
+            if min(distinct) < low or max(distinct) > high:
+                return False
+        h16 = self.h16
+        s = 4 * (i + 1)  # the low 16 bits of the first sequence number
+        lo = seq & 0xFFFF
+        hi = seq >> 16
+        return (
+            bytes(h16[s : 4 * end : 4 * k]) == _seq16()[2 * lo : 2 * (lo + m)]
+            and bytes(h16[s + 1 : 4 * end : 4 * k]) == _U16.pack(hi & 0xFFFF) * m
+            and bytes(w32[2 * (i + 1) + 1 : 2 * end : 2 * k]) == _U32.pack(hi >> 16) * m
+        )
+
+    def _spans(self, a, b):
+        """_spans yields (index, offset, offset step, count) covering records a..b-1."""
+        base = 0
+        for i, k, m in self.runs:
+            if base + m > a and base < b:
+                ja = max(a - base, 0)
+                jb = min(b - base, m)
+                yield base + ja, (i + ja * k) << 3, k << 3, jb - ja
+            base += m
+            if base >= b:
+                return
+
+    def _crc_ok(self, a, b):
+        """_crc_ok checks the CRCs of records a..b-1; it returns the first bad index or None."""
+        mm = self.mm
+        w32 = self.w32
+        crc32 = zlib.crc32
+        for index, off, step, count in self._spans(a, b):
+            w = off >> 2
+            end = w + count * (step >> 2)
+            sizes = w32[w : end : step >> 2].tolist()
+            crcs = w32[w + 1 : end : step >> 2].tolist()
+            for o, n, c in zip(range(off, off + count * step, step), sizes, crcs):
+                if crc32(mm[o + 8 : o + n]) != c:
+                    return index + (o - off) // step
+        return None
+
+    def _offset(self, index):
+        for _, off, _, _ in self._spans(index, index + 1):
+            return off
+        raise IndexError(index)
+
+    def records(self, from_seq, limit, check_all):
+        """records applies the CRC rule in order and returns the wanted records.
+
+        The first record that fails a rule ends the segment: below the committed
+        word that is corruption; at or past it the record is not committed yet (or
+        was torn) and the records before it are the whole segment.
+        """
+        count = sum(run[2] for run in self.runs)
+        stop = self.stop
+        while True:
+            lo = 0
+            if from_seq is not None:
+                lo = min(count, max(0, from_seq - self.first))
+            if limit is not None:
+                lo = max(lo, count - limit)
+            if check_all:
+                start = 0
+            else:
+                # Records below the committed word that are not returned: their CRC
+                # cannot change which records are returned. Find the first record at
+                # or past the committed word.
+                start = lo
+                for index, off, step, n in self._spans(0, lo):
+                    if off + (n - 1) * step >= self.committed:
+                        start = index + max(0, -((off - self.committed) // step))
+                        break
+            bad = self._crc_ok(start, lo)
+            if bad is None:
+                out, bad, why = self._collect(lo, count)
+                if bad is None:
+                    if stop is not None and stop[0] < self.committed:
+                        raise CorruptError(self.path, stop[0], stop[1])
+                    return out
+            else:
+                why = "record CRC mismatch"
+            # Record bad failed and every record from start to it passed.
+            off = self._offset(bad)
+            if off < self.committed:
+                raise CorruptError(self.path, off, why)
+            # Not committed yet: the segment ends there, so the wanted records may
+            # start earlier. Select again (rare).
+            count = bad
+            stop = None
+
+    def _collect(self, a, b):
+        """_collect copies out records a..b-1, checking each copy; it returns (records, bad index, reason)."""
+        mm = self.mm
+        w32 = self.w32
+        crc32 = zlib.crc32
+        unpack = _SEQ_TIME.unpack_from
+        out = []
+        append = out.append
+        for index, off, step, count in self._spans(a, b):
+            w = off >> 2
+            end = w + count * (step >> 2)
+            sizes = w32[w : end : step >> 2].tolist()
+            crcs = w32[w + 1 : end : step >> 2].tolist()
+            expect = self.first + index
+            for o, n, c in zip(range(off, off + count * step, step), sizes, crcs):
+                body = mm[o + 8 : o + n]  # copy out, then check what we return
+                if crc32(body) != c:
+                    return out, expect - self.first, "record CRC mismatch"
+                seq, t = unpack(body)
+                if seq != expect:
+                    return out, expect - self.first, "record sequence %d, want %d" % (seq, expect)
+                append((seq, t, body[16:]))
+                expect += 1
+        return out, None, None
 
 
 # ---------------------------------------------------------------------------------------

@@ -177,11 +177,14 @@ func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 	if size <= 0 || int64(int(size)) != size {
 		return nil, fmt.Errorf("%s: cannot map %d bytes", f.Name(), size)
 	}
-	prot := unix.PROT_READ
+	prot, flags := unix.PROT_READ, unix.MAP_SHARED
 	if writable {
+		// The writer touches every page: fault them all in now, at segment creation,
+		// rather than one by one on the append path.
 		prot |= unix.PROT_WRITE
+		flags |= unix.MAP_POPULATE
 	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(size), prot, unix.MAP_SHARED)
+	b, err := unix.Mmap(int(f.Fd()), 0, int(size), prot, flags)
 	if err != nil {
 		return nil, &os.PathError{Op: "mmap", Path: f.Name(), Err: err}
 	}
