@@ -12,11 +12,10 @@ import (
 // announced at once.
 const wakeInterval = 100 * time.Microsecond
 
-// background is the Writer's goroutine. It makes the wake-up writes that let inotify
+// background is one of the Writer's goroutines. It makes the wake-up writes that let inotify
 // followers see records written through the mapping, and seals the hot segment when it
-// reaches the SealAfter age. It stops when w.stop is closed; Close waits for it.
+// reaches the SealAfter age. It stops when w.stop is closed.
 func (w *Writer) background() {
-	defer close(w.done)
 	var tick <-chan time.Time
 	if w.opts.SealAfter > 0 {
 		t := time.NewTicker(max(w.opts.SealAfter/10, 10*time.Millisecond))

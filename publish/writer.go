@@ -127,13 +127,16 @@ type Writer struct {
 	dirty   bool // the manifest on disk is behind man
 	pending bool // records were appended since the last wake-up write
 	waking  *hotSegment
+	spare   *spare // the next segment, allocated ahead of need
 	lost    uint64 // records dropped to make room on a full file system
 
 	highestNumber uint64 // highest segment number found in the directory at open
 
-	kick chan struct{} // capacity 1: a wake-up write is wanted
-	stop chan struct{}
-	done chan struct{}
+	kick    chan struct{}    // capacity 1: a wake-up write is wanted
+	prepare chan uint64      // capacity 1: allocate a spare for this segment number
+	retired chan *hotSegment // mappings of sealed segments for the preparer to release
+	stop    chan struct{}
+	done    chan struct{} // closed when both goroutines have stopped
 }
 
 // hotSegment is the segment being written.
@@ -160,13 +163,14 @@ func Open(dir string, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{dir: d, opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{dir: d, opts: opts, kick: make(chan struct{}, 1), prepare: make(chan uint64, 1),
+		retired: make(chan *hotSegment, 8), stop: make(chan struct{}), done: make(chan struct{})}
 	w.cond.L = &w.mu
 	if err := w.open(); err != nil {
 		w.release()
 		return nil, err
 	}
-	go w.background()
+	w.start()
 	return w, nil
 }
 
@@ -363,15 +367,32 @@ func (w *Writer) finishHot() error {
 
 func (w *Writer) unmapHot() {
 	if h := w.hot; h != nil {
-		ringdir.Unmap(h.b)
-		h.f.Close()
+		release(h)
 		w.hot = nil
 	}
 }
 
-// release closes everything Open opened.
+func release(h *hotSegment) {
+	ringdir.Unmap(h.b)
+	h.f.Close()
+}
+
+// release closes everything Open opened. The goroutines must have stopped.
 func (w *Writer) release() {
 	w.unmapHot()
+	if w.spare != nil {
+		w.discard(w.spare)
+		w.spare = nil
+	}
+	for {
+		select {
+		case h := <-w.retired:
+			release(h)
+			continue
+		default:
+		}
+		break
+	}
 	if w.root != nil {
 		w.root.Close()
 	}
@@ -396,10 +417,12 @@ func (w *Writer) roll() error {
 	i := len(w.man.Segments) - 1
 	w.man.Segments[i].Sealed = true
 	w.man.Segments[i].LastSeq = w.next - 1
-	w.unmapHot()
 	w.hot = nh
+	w.retire(old)
 	w.man.Segments = append(w.man.Segments, nh.entry)
-	return w.writeManifest()
+	err = w.writeManifest()
+	w.wantSpare()
+	return err
 }
 
 // startSegment creates the first hot segment after open. Called with w.mu held.
@@ -415,20 +438,35 @@ func (w *Writer) startSegment() error {
 	}
 	w.hot = h
 	w.man.Segments = append(w.man.Segments, h.entry)
-	return w.writeManifest()
+	err = w.writeManifest()
+	w.wantSpare()
+	return err
 }
 
-// createSegment allocates a new segment file under a temporary name, writes its header
-// and renames it into place. When the file system is full it drops the oldest sealed
-// segments, one at a time, to make room.
+// createSegment makes segment num, with first sequence number first, ready to be
+// written: it takes the spare the background goroutine prepared when there is one, and
+// allocates it now otherwise. When the file system is full it drops the oldest sealed
+// segments, one at a time, to make room. Called with w.mu held.
 func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 	if num > segment.MaxNumber {
 		return nil, fmt.Errorf("publish: segment numbers exhausted at %d", num)
 	}
+	if sp := w.spare; sp != nil {
+		w.spare = nil
+		if sp.num == num {
+			h, err := w.install(sp, first)
+			if err == nil {
+				return h, nil
+			}
+			w.opts.Logf("%v", err)
+		} else {
+			w.discard(sp)
+		}
+	}
 	for {
-		h, err := w.tryCreate(num, first)
+		sp, err := w.allocate(num, ".new")
 		if err == nil {
-			return h, nil
+			return w.install(sp, first)
 		}
 		if !errors.Is(err, unix.ENOSPC) {
 			return nil, err
@@ -439,41 +477,61 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 	}
 }
 
-func (w *Writer) tryCreate(num, first uint64) (*hotSegment, error) {
+// spare is a segment file allocated ahead of need: created under a temporary name,
+// allocated in full and mapped with its pages faulted in, but without a header.
+type spare struct {
+	num uint64
+	tmp string
+	f   *os.File
+	b   []byte
+}
+
+// allocate creates, allocates and maps the file for segment num under a temporary name
+// ending in suffix. It does not need w.mu.
+func (w *Writer) allocate(num uint64, suffix string) (*spare, error) {
 	name := segment.Name(num)
-	tmp := "." + name + ".new"
+	tmp := "." + name + suffix
 	w.dir.Remove(tmp)
 	f, err := w.dir.OpenFile(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, w.opts.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			w.dir.Remove(tmp)
-		}
-	}()
 	w.chown(f)
 	size := w.man.SegmentSize
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		f.Close()
+		w.dir.Remove(tmp)
 		return nil, &os.PathError{Op: "allocate segment", Path: w.dir.Join(name), Err: err}
 	}
 	b, err := ringdir.Map(f, size, true)
 	if err != nil {
+		f.Close()
+		w.dir.Remove(tmp)
 		return nil, err
 	}
+	return &spare{num: num, tmp: tmp, f: f, b: b}, nil
+}
+
+// install writes the header of a spare and renames it into place.
+func (w *Writer) install(sp *spare, first uint64) (*hotSegment, error) {
+	name := segment.Name(sp.num)
 	now := time.Now()
-	segment.PutHeader(b, segment.Header{Size: size, Number: num, FirstSeq: first, Created: now.UnixNano()})
-	if err := w.dir.Rename(tmp, name, true); err != nil {
-		ringdir.Unmap(b)
+	segment.PutHeader(sp.b, segment.Header{Size: w.man.SegmentSize, Number: sp.num, FirstSeq: first, Created: now.UnixNano()})
+	if err := w.dir.Rename(sp.tmp, name, true); err != nil {
+		w.discard(sp)
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	ok = true
 	return &hotSegment{
 		entry: segment.Entry{Name: name, FirstSeq: first},
-		num:   num, f: f, b: b, off: segment.HeaderSize, created: now,
+		num:   sp.num, f: sp.f, b: sp.b, off: segment.HeaderSize, created: now,
 	}, nil
+}
+
+// discard removes a spare that will not be used.
+func (w *Writer) discard(sp *spare) {
+	ringdir.Unmap(sp.b)
+	sp.f.Close()
+	w.dir.Remove(sp.tmp)
 }
 
 // dropOldest removes the oldest sealed segment to make room, and reports whether there

@@ -1,0 +1,66 @@
+package publish
+
+import "sync"
+
+// start starts the Writer's two goroutines: background (wake-up writes, seal-after) and
+// preparer (spare segments, releasing old mappings). Both stop when w.stop is closed;
+// w.done is closed once both have returned.
+func (w *Writer) start() {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); w.background() }()
+	go func() { defer wg.Done(); w.preparer() }()
+	go func() { wg.Wait(); close(w.done) }()
+	w.mu.Lock()
+	w.wantSpare()
+	w.mu.Unlock()
+}
+
+// wantSpare asks the preparer for a spare for the segment after the hot one. Called
+// with w.mu held.
+func (w *Writer) wantSpare() {
+	if w.hot == nil || (w.spare != nil && w.spare.num == w.hot.num+1) {
+		return
+	}
+	select {
+	case w.prepare <- w.hot.num + 1:
+	default:
+	}
+}
+
+// retire hands the mapping of a sealed segment to the preparer to release, so that the
+// munmap stays off the append path. Called with w.mu held.
+func (w *Writer) retire(h *hotSegment) {
+	select {
+	case w.retired <- h:
+	default:
+		release(h)
+	}
+}
+
+// preparer allocates the next segment ahead of need, so that a roll only writes a header
+// and renames, and releases the mappings of sealed segments. A spare that cannot be
+// allocated (a full file system) is simply not there: the roll then allocates, and
+// makes room, itself.
+func (w *Writer) preparer() {
+	for {
+		select {
+		case <-w.stop:
+			return
+		case h := <-w.retired:
+			release(h)
+		case num := <-w.prepare:
+			sp, err := w.allocate(num, ".spare")
+			if err != nil {
+				continue
+			}
+			w.mu.Lock()
+			if w.closed || w.spare != nil || w.hot == nil || w.hot.num+1 != num {
+				w.discard(sp)
+			} else {
+				w.spare = sp
+			}
+			w.mu.Unlock()
+		}
+	}
+}
