@@ -37,6 +37,9 @@ type Follower struct {
 	lossy bool
 	err   error
 	idle  func()
+	// recheck asks for the manifest to be read after the next scan of the current
+	// segment comes up empty.
+	recheck bool
 }
 
 // OnWait sets a function the Follower calls each time it is about to wait for new
@@ -93,7 +96,11 @@ func (f *Follower) Next(ctx context.Context) bool {
 				return false
 			}
 		}
-		if f.sc == nil || f.sc.Done() {
+		// A segment is finished when it is sealed and read to its end. A segment that
+		// is still unsealed although the manifest, read after a fresh scan, lists a
+		// newer one was abandoned by a producer that died and lost its file.
+		if f.sc == nil || f.sc.Done() || f.recheck {
+			f.recheck = false
 			moved, err := f.advance()
 			if err != nil {
 				f.err = err
@@ -111,14 +118,7 @@ func (f *Follower) Next(ctx context.Context) bool {
 			f.err = err
 			return false
 		}
-		if manifest && f.sc != nil && !f.sc.Done() {
-			// The hot segment may have been abandoned by a producer that died, its
-			// file removed: move on if the manifest lists a newer segment.
-			if _, err := f.advance(); err != nil {
-				f.err = err
-				return false
-			}
-		}
+		f.recheck = manifest
 	}
 	return false
 }
