@@ -26,7 +26,8 @@ import (
 // wakes on inotify events on the ring directory and polls as a fallback. A Follower is
 // not safe for concurrent use.
 type Follower struct {
-	r     *Ring
+	r     *Ring // the ring being read: the caller's, or one the follower reopened
+	owned bool  // r was opened by the follower and is closed by it
 	snap  *Snapshot
 	cur   *openSegment
 	sc    *segment.Scanner
@@ -40,7 +41,15 @@ type Follower struct {
 	// recheck asks for the manifest to be read after the next scan of the current
 	// segment comes up empty.
 	recheck bool
+	lastNum uint64 // number of the newest segment read from, 0 before the first
+	// restarted is set when the ring was removed and created anew and the follower
+	// started over with it; reported with the next record.
+	restarted, restartedNow bool
 }
+
+// Restarted reports whether the current record is the first one of a ring that was
+// removed and created anew (its sequence numbers start again) since the previous record.
+func (f *Follower) Restarted() bool { return f.restartedNow }
 
 // OnWait sets a function the Follower calls each time it is about to wait for new
 // records, for instance to flush buffered output.
@@ -66,7 +75,7 @@ func (r *Ring) Follow(sel Selection) (*Follower, error) {
 // Next waits for the next record and reports whether there is one. It returns false
 // when ctx is done (Err then returns ctx.Err()) or on an error.
 func (f *Follower) Next(ctx context.Context) bool {
-	f.lossy = false
+	f.lossy, f.restartedNow = false, false
 	for f.err == nil {
 		if f.snap != nil {
 			if f.snap.Next() {
@@ -80,6 +89,9 @@ func (f *Follower) Next(ctx context.Context) bool {
 				f.next = max(f.next, f.snap.end+1)
 			}
 			f.next = max(f.next, f.snap.seen+1, f.snap.floor)
+			if n := len(f.snap.segs); n > 0 {
+				f.lastNum = f.snap.segs[n-1].num
+			}
 			f.snap.Close()
 			f.snap = nil
 		}
@@ -125,6 +137,7 @@ func (f *Follower) Next(ctx context.Context) bool {
 
 // deliver makes r the current record, noting any gap before it.
 func (f *Follower) deliver(r segment.Record) {
+	f.restartedNow, f.restarted = f.restarted, false
 	if f.next != 0 && r.Seq > f.next {
 		f.loss, f.lossy = Loss{From: f.next, To: r.Seq - 1}, true
 	}
@@ -135,12 +148,21 @@ func (f *Follower) deliver(r segment.Record) {
 // advance opens the next segment to read: the first one in the manifest after the
 // current one that may hold f.next or later records. It reports whether it moved.
 func (f *Follower) advance() (bool, error) {
+	if f.replaced() {
+		if err := f.reopen(); err != nil {
+			return false, nil // not there (yet): keep waiting
+		}
+	}
 	m, err := f.r.dir.ReadManifest()
 	if errors.Is(err, ErrNoRing) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
+	}
+	if n := len(m.Segments); n > 0 && m.Segments[n-1].Number() < f.lastNum {
+		// Segment numbers went backwards: the ring was created anew in place.
+		f.startOver()
 	}
 	for _, e := range m.Segments {
 		if f.cur != nil && e.Number() <= f.cur.num {
@@ -157,10 +179,44 @@ func (f *Follower) advance() (bool, error) {
 			return false, err
 		}
 		f.cur.close()
-		f.cur, f.sc = s, s.scanner()
+		f.cur, f.sc, f.lastNum = s, s.scanner(), s.num
 		return true, nil
 	}
 	return false, nil
+}
+
+// replaced reports whether the ring directory's path now names another directory than
+// the one the follower has open: the ring was removed and created again.
+func (f *Follower) replaced() bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(f.r.dir.Fd(), &a) != nil || unix.Stat(f.r.dir.Path(), &b) != nil {
+		return false
+	}
+	return a.Ino != b.Ino || a.Dev != b.Dev
+}
+
+// reopen switches to the directory that now has the ring's path, and starts over.
+func (f *Follower) reopen() error {
+	nr, err := Open(f.r.dir.Path())
+	if err != nil {
+		return err
+	}
+	if f.owned {
+		f.r.Close()
+	}
+	f.r, f.owned = nr, true
+	f.wake.close()
+	f.wake = newWaker(nr.dir.Path())
+	f.startOver()
+	return nil
+}
+
+// startOver forgets the position in a ring that no longer exists.
+func (f *Follower) startOver() {
+	f.cur.close()
+	f.cur, f.sc, f.lastNum = nil, nil, 0
+	f.next = 1
+	f.restarted = true
 }
 
 // Record returns the current record. Its Data is valid until the next call to Next.
@@ -179,5 +235,8 @@ func (f *Follower) Close() error {
 	}
 	f.cur.close()
 	f.wake.close()
+	if f.owned {
+		f.r.Close()
+	}
 	return nil
 }

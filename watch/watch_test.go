@@ -417,3 +417,42 @@ func BenchmarkSnapshotLast1000(b *testing.B) {
 		s.Close()
 	}
 }
+
+func TestFollower_SurvivesRingRecreated(t *testing.T) {
+	for _, how := range []string{"directory replaced", "contents replaced"} {
+		t.Run(how, func(t *testing.T) {
+			dir := tmpRing(t)
+			w := produce(t, dir, publish.Options{SegmentSize: 4096}, 300)
+			w.Close()
+			r := openRing(t, dir)
+			f, err := r.Follow(Selection{From: 300})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if !f.Next(ctx) || f.Record().Seq != 300 {
+				t.Fatalf("first record: %v", f.Err())
+			}
+			if how == "directory replaced" {
+				os.RemoveAll(dir)
+			} else {
+				names, _ := filepath.Glob(filepath.Join(dir, "*"))
+				for _, n := range names {
+					os.Remove(n)
+				}
+			}
+			w = produce(t, dir, publish.Options{SegmentSize: 4096}, 5)
+			defer w.Close()
+			for want := uint64(1); want <= 5; want++ {
+				if !f.Next(ctx) {
+					t.Fatalf("stopped waiting for record %d of the new ring: %v", want, f.Err())
+				}
+				if rec := f.Record(); rec.Seq != want || f.Restarted() != (want == 1) {
+					t.Fatalf("record %d, restarted %v; want %d", rec.Seq, f.Restarted(), want)
+				}
+			}
+		})
+	}
+}

@@ -117,6 +117,12 @@ func follow(c *cli.Context) error {
 	var werr error
 	f.OnWait(func() { werr = out.flush() })
 	for f.Next(ctx) {
+		if f.Restarted() {
+			if err := out.flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.ErrWriter, "filering: %s: the ring was created anew; following it from its first record\n", dir)
+		}
 		if l, ok := f.Loss(); ok {
 			if err := out.flush(); err != nil {
 				return err
