@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -29,6 +31,8 @@ func produceCommand() *cli.Command {
 			&cli.IntFlag{Name: "segments", Value: publish.DefaultSegments, Usage: "how many segments the ring retains"},
 			&cli.DurationFlag{Name: "seal-after", Usage: "seal the hot segment once it is this old, so takers get data at low rates"},
 			&cli.BoolFlag{Name: "require-tmpfs", Usage: "refuse to run when DIR is not on tmpfs"},
+			&cli.StringFlag{Name: "mode", Value: "0640", Usage: "permissions of the ring's files (octal); the directory gets the same plus search (x) where read is allowed, 0750 for 0640"},
+			&cli.StringFlag{Name: "group", Usage: "`GROUP` (name or number) given to the ring directory and its files, e.g. the web server's"},
 		},
 		Action: produce,
 	}
@@ -55,6 +59,14 @@ func produce(c *cli.Context) error {
 	opts.SealAfter = c.Duration("seal-after")
 	if opts.SealAfter < 0 {
 		return usagef("--seal-after %v: must not be negative", opts.SealAfter)
+	}
+	if opts.FileMode, opts.DirMode, err = parseMode(c.String("mode")); err != nil {
+		return err
+	}
+	if g := c.String("group"); g != "" {
+		if opts.GID, err = lookupGroup(g); err != nil {
+			return err
+		}
 	}
 	input := c.String("input")
 	if input != "lines" && input != "frames" {
@@ -198,4 +210,34 @@ func readFrames(in *bufio.Reader, w *publish.Writer, limit int) error {
 // signalContext returns a context cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+// parseMode parses an octal file mode and derives the directory mode from it: search
+// permission wherever read permission is given.
+func parseMode(s string) (file, dir os.FileMode, err error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 || n&0o600 != 0o600 {
+		return 0, 0, usagef("--mode %q: want an octal mode such as 0640 that lets the owner read and write", s)
+	}
+	file = os.FileMode(n)
+	dir = file | 0o700
+	if file&0o040 != 0 {
+		dir |= 0o010
+	}
+	if file&0o004 != 0 {
+		dir |= 0o001
+	}
+	return file, dir, nil
+}
+
+// lookupGroup resolves a group name or number.
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
+		return n, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, usagef("--group %q: %v", g, err)
+	}
+	return strconv.Atoi(grp.Gid)
 }
