@@ -92,7 +92,7 @@ func (w *Writer) recoverHot(e segment.Entry) error {
 	if n == 0 {
 		w.man.Segments = w.man.Segments[:i]
 		w.next = e.FirstSeq
-		return w.dir.Remove(e.Name)
+		return w.fs.remove(e.Name)
 	}
 	segment.Seal(b, int64(end))
 	w.man.Segments[i].Sealed = true
@@ -124,12 +124,12 @@ func (w *Writer) sweep() error {
 		n, ok := segment.ParseName(name, segment.SegmentSuffix)
 		switch {
 		case strings.HasPrefix(name, "."):
-			if err := w.dir.Remove(name); err != nil {
+			if err := w.fs.remove(name); err != nil {
 				return err
 			}
 		case ok && !listed[name]:
 			w.highestNumber = max(w.highestNumber, n)
-			if err := w.dir.Remove(name); err != nil {
+			if err := w.fs.remove(name); err != nil {
 				return err
 			}
 		}

@@ -19,7 +19,7 @@ func (w *Writer) start() {
 // wantSpare asks the preparer for a spare for the segment after the hot one. Called
 // with w.mu held.
 func (w *Writer) wantSpare() {
-	if w.hot == nil || (w.spare != nil && w.spare.num == w.hot.num+1) {
+	if w.hot == nil || w.tight || (w.spare != nil && w.spare.num == w.hot.num+1) {
 		return
 	}
 	select {
@@ -50,14 +50,22 @@ func (w *Writer) preparer() {
 		case h := <-w.retired:
 			release(h)
 		case num := <-w.prepare:
-			sp, err := w.allocate(num, ".spare")
-			if err != nil {
+			w.mu.Lock()
+			if w.closed || w.tight || w.spare != nil {
+				w.mu.Unlock()
 				continue
 			}
+			w.preparing = true
+			w.mu.Unlock()
+			sp, err := w.allocate(num, ".spare")
 			w.mu.Lock()
-			if w.closed || w.spare != nil || w.hot == nil || w.hot.num+1 != num {
+			w.preparing = false
+			w.cond.Broadcast()
+			switch {
+			case err != nil:
+			case w.closed || w.tight || w.spare != nil || w.hot == nil || w.hot.num+1 != num:
 				w.discard(sp)
-			} else {
+			default:
 				w.spare = sp
 			}
 			w.mu.Unlock()

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/renameio/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/filering/filering/internal/ringdir"
@@ -115,20 +114,23 @@ func (o *Options) fill() error {
 type Writer struct {
 	dir  *ringdir.Dir
 	root *os.Root // for renameio
+	fs   fileSystem
 	lock *os.File
 	opts Options
 
-	mu      sync.Mutex
-	cond    sync.Cond // signalled when a wake-up write finishes; uses mu
-	man     segment.Manifest
-	hot     *hotSegment
-	next    uint64 // sequence number of the next record
-	closed  bool
-	dirty   bool // the manifest on disk is behind man
-	pending bool // records were appended since the last wake-up write
-	waking  *hotSegment
-	spare   *spare // the next segment, allocated ahead of need
-	lost    uint64 // records dropped to make room on a full file system
+	mu        sync.Mutex
+	cond      sync.Cond // signalled when a wake-up write finishes; uses mu
+	man       segment.Manifest
+	hot       *hotSegment
+	next      uint64 // sequence number of the next record
+	closed    bool
+	dirty     bool // the manifest on disk is behind man
+	pending   bool // records were appended since the last wake-up write
+	waking    *hotSegment
+	spare     *spare // the next segment, allocated ahead of need
+	preparing bool   // the preparer is allocating a spare
+	tight     bool   // the file system ran out of room: allocate nothing ahead
+	lost      uint64 // records dropped to make room on a full file system
 
 	highestNumber uint64 // highest segment number found in the directory at open
 
@@ -152,7 +154,10 @@ type hotSegment struct {
 
 // Open opens the ring in dir, creating the directory and the ring if they do not exist,
 // and recovers it if its last producer died. It starts one goroutine, which Close stops.
-func Open(dir string, opts Options) (*Writer, error) {
+func Open(dir string, opts Options) (*Writer, error) { return openFS(dir, opts, nil) }
+
+// openFS is Open with the file system seam: wrap, when not nil, wraps the real one.
+func openFS(dir string, opts Options, wrap func(fileSystem) fileSystem) (*Writer, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
@@ -166,7 +171,7 @@ func Open(dir string, opts Options) (*Writer, error) {
 	w := &Writer{dir: d, opts: opts, kick: make(chan struct{}, 1), prepare: make(chan uint64, 1),
 		retired: make(chan *hotSegment, 8), stop: make(chan struct{}), done: make(chan struct{})}
 	w.cond.L = &w.mu
-	if err := w.open(); err != nil {
+	if err := w.open(wrap); err != nil {
 		w.release()
 		return nil, err
 	}
@@ -201,7 +206,7 @@ func makeDir(dir string, opts Options) error {
 }
 
 // open takes the lock, recovers or creates the ring and starts a hot segment.
-func (w *Writer) open() error {
+func (w *Writer) open(wrap func(fileSystem) fileSystem) error {
 	if err := w.takeLock(); err != nil {
 		return err
 	}
@@ -210,6 +215,10 @@ func (w *Writer) open() error {
 		return fmt.Errorf("open ring: %w", err)
 	}
 	w.root = root
+	w.fs = osFS{dir: w.dir, root: root}
+	if wrap != nil {
+		w.fs = wrap(w.fs)
+	}
 	if err := w.recover(); err != nil {
 		return err
 	}
@@ -355,7 +364,7 @@ func (w *Writer) finishHot() error {
 		if err := w.writeManifest(); err != nil {
 			return err
 		}
-		return w.dir.Remove(segment.Name(h.num))
+		return w.fs.remove(segment.Name(h.num))
 	}
 	segment.Seal(h.b, int64(h.off))
 	w.man.Segments[i].Sealed = true
@@ -471,10 +480,46 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 		if !errors.Is(err, unix.ENOSPC) {
 			return nil, err
 		}
+		// Room is short: stop allocating ahead, and give back what is held beyond the
+		// ring itself before dropping records.
+		w.tight = true
+		if w.freeHeld() {
+			continue
+		}
 		if !w.dropOldest() {
 			return nil, fmt.Errorf("%w: %v", ErrNoSpace, err)
 		}
 	}
+}
+
+// freeHeld releases space the writer holds beyond the ring: a spare segment, mappings of
+// sealed segments not yet released (removed segments keep their pages while mapped), and
+// waits for an allocation ahead of need that is under way. It reports whether it freed
+// anything. Called with w.mu held.
+func (w *Writer) freeHeld() bool {
+	freed := false
+	if w.spare != nil {
+		w.discard(w.spare)
+		w.spare = nil
+		freed = true
+	}
+	for len(w.retired) > 0 {
+		select {
+		case h := <-w.retired:
+			release(h)
+			freed = true
+		default:
+		}
+	}
+	for w.preparing {
+		w.cond.Wait()
+		freed = true
+	}
+	if w.spare != nil {
+		w.discard(w.spare)
+		w.spare = nil
+	}
+	return freed
 }
 
 // spare is a segment file allocated ahead of need: created under a temporary name,
@@ -491,22 +536,22 @@ type spare struct {
 func (w *Writer) allocate(num uint64, suffix string) (*spare, error) {
 	name := segment.Name(num)
 	tmp := "." + name + suffix
-	w.dir.Remove(tmp)
-	f, err := w.dir.OpenFile(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, w.opts.FileMode)
+	w.fs.remove(tmp)
+	f, err := w.fs.create(tmp, w.opts.FileMode)
 	if err != nil {
-		return nil, fmt.Errorf("create segment: %w", err)
+		return nil, fmt.Errorf("create segment %s: %w", name, err)
 	}
 	w.chown(f)
 	size := w.man.SegmentSize
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+	if err := w.fs.allocate(f, size); err != nil {
 		f.Close()
-		w.dir.Remove(tmp)
-		return nil, &os.PathError{Op: "allocate segment", Path: w.dir.Join(name), Err: err}
+		w.fs.remove(tmp)
+		return nil, fmt.Errorf("create segment %s: %w", name, err)
 	}
 	b, err := ringdir.Map(f, size, true)
 	if err != nil {
 		f.Close()
-		w.dir.Remove(tmp)
+		w.fs.remove(tmp)
 		return nil, err
 	}
 	return &spare{num: num, tmp: tmp, f: f, b: b}, nil
@@ -517,7 +562,7 @@ func (w *Writer) install(sp *spare, first uint64) (*hotSegment, error) {
 	name := segment.Name(sp.num)
 	now := time.Now()
 	segment.PutHeader(sp.b, segment.Header{Size: w.man.SegmentSize, Number: sp.num, FirstSeq: first, Created: now.UnixNano()})
-	if err := w.dir.Rename(sp.tmp, name, true); err != nil {
+	if err := w.fs.rename(sp.tmp, name); err != nil {
 		w.discard(sp)
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
@@ -531,7 +576,7 @@ func (w *Writer) install(sp *spare, first uint64) (*hotSegment, error) {
 func (w *Writer) discard(sp *spare) {
 	ringdir.Unmap(sp.b)
 	sp.f.Close()
-	w.dir.Remove(sp.tmp)
+	w.fs.remove(sp.tmp)
 }
 
 // dropOldest removes the oldest sealed segment to make room, and reports whether there
@@ -550,7 +595,7 @@ func (w *Writer) dropOldest() bool {
 	if err := w.writeManifest(); err != nil {
 		w.opts.Logf("%v", err)
 	}
-	if err := w.dir.Remove(e.Name); err != nil {
+	if err := w.fs.remove(e.Name); err != nil {
 		w.opts.Logf("%v", err)
 	}
 	return true
@@ -570,8 +615,7 @@ func (w *Writer) writeManifest() error {
 		// The producer's own state is wrong: refuse to publish it.
 		return fmt.Errorf("publish: internal error, manifest invalid: %w", err)
 	}
-	err := renameio.WriteFile(segment.ManifestName, w.man.Encode(), w.opts.FileMode.Perm(),
-		renameio.WithRoot(w.root), renameio.WithStaticPermissions(w.opts.FileMode.Perm()))
+	err := w.fs.replace(segment.ManifestName, w.man.Encode(), w.opts.FileMode.Perm())
 	if err != nil {
 		w.dirty = true
 		return fmt.Errorf("replace manifest %s: %w", w.dir.Join(segment.ManifestName), err)
@@ -583,7 +627,7 @@ func (w *Writer) writeManifest() error {
 		}
 	}
 	for _, e := range drop {
-		if err := w.dir.Remove(e.Name); err != nil {
+		if err := w.fs.remove(e.Name); err != nil {
 			w.opts.Logf("%v", err)
 		}
 	}
