@@ -67,6 +67,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			watchCommand(),
 			takeCommand(),
 			statCommand(),
+			waitCommand(),
+			serveCommand(),
 			demoCommand(),
 			ramdiskCommand(),
 		},

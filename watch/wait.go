@@ -1,0 +1,24 @@
+package watch
+
+import (
+	"context"
+)
+
+// WaitAfter blocks until the ring holds a record with a sequence number greater than
+// after, and returns the newest sequence number then. It returns ctx.Err() when ctx is
+// done first. The ring need not exist yet.
+func (r *Ring) WaitAfter(ctx context.Context, after uint64) (uint64, error) {
+	f, err := r.Follow(Selection{From: after + 1})
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if !f.Next(ctx) {
+		return 0, f.Err()
+	}
+	newest := f.Record().Seq
+	if st, err := r.Stat(); err == nil && st.LastSeq > newest {
+		newest = st.LastSeq
+	}
+	return newest, nil
+}
