@@ -71,6 +71,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			serveCommand(),
 			demoCommand(),
 			ramdiskCommand(),
+			benchCommand(),
 		},
 	}
 	for _, c := range app.Commands {

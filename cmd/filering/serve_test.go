@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/filering/filering/publish"
+	"github.com/filering/filering/watch"
+)
+
+func ringDir(t *testing.T) string {
+	t.Helper()
+	base := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	d, err := os.MkdirTemp(base, "filering-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d + "/ring"
+}
+
+// startServe runs the serve handlers over real HTTP on a loopback port, with n records
+// already in the ring, and returns the base URL and the producer.
+func startServe(t *testing.T, n int) (string, *publish.Writer) {
+	t.Helper()
+	dir := ringDir(t)
+	w, err := publish.Open(dir, publish.Options{SegmentSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	for i := 1; i <= n; i++ {
+		w.Append([]byte(strconv.Itoa(i)))
+	}
+	r, err := watch.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	s := newServer(r, 1000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.hub.run(ctx, r); close(done) }()
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() { ts.Close(); cancel(); <-done })
+	return ts.URL, w
+}
+
+type recordsDoc struct {
+	Records []struct {
+		Seq    uint64 `json:"seq"`
+		TimeNS int64  `json:"time_ns"`
+		Value  any    `json:"value"`
+	} `json:"records"`
+	LastSeq uint64 `json:"last_seq"`
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return resp.StatusCode
+}
+
+func TestServe_Records(t *testing.T) {
+	base, w := startServe(t, 50)
+	var doc recordsDoc
+	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 ||
+		doc.Records[0].Seq != 46 || doc.Records[4].Value != float64(50) || doc.LastSeq != 50 {
+		t.Fatalf("last=5: %d %+v", code, doc)
+	}
+	// Long poll: the request waits for a record that arrives later.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		w.Append([]byte("hello"))
+	}()
+	start := time.Now()
+	doc = recordsDoc{}
+	getJSON(t, base+"/records?after=50&wait=10", &doc)
+	if len(doc.Records) != 1 || doc.Records[0].Seq != 51 || doc.Records[0].Value != "hello" {
+		t.Fatalf("long poll: %+v", doc)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("long poll did not return when the record arrived")
+	}
+	var e struct{ Error string }
+	if code := getJSON(t, base+"/records?last=x", &e); code != 400 || e.Error == "" {
+		t.Fatalf("bad query: %d %+v", code, e)
+	}
+	var h struct {
+		OK      bool   `json:"ok"`
+		LastSeq uint64 `json:"last_seq"`
+	}
+	if getJSON(t, base+"/healthz", &h); !h.OK || h.LastSeq != 51 {
+		t.Fatalf("healthz %+v", h)
+	}
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := bufioRead(resp)
+	if resp.StatusCode != 200 || !strings.Contains(n, "FILERING_EVENTS") || !strings.Contains(n, "<canvas") {
+		t.Fatalf("page: %d", resp.StatusCode)
+	}
+}
+
+func bufioRead(resp *http.Response) (string, error) {
+	defer resp.Body.Close()
+	var sb strings.Builder
+	_, err := bufio.NewReader(resp.Body).WriteTo(&sb)
+	return sb.String(), err
+}
+
+// sse reads events from an open stream until it has seen want ids or time runs out.
+func sse(t *testing.T, url, lastID string, want int) []uint64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || resp.Header.Get("X-Accel-Buffering") != "no" {
+		t.Errorf("headers %v", resp.Header)
+	}
+	var ids []uint64
+	sc := bufio.NewScanner(resp.Body)
+	for len(ids) < want && sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			n, _ := strconv.ParseUint(id, 10, 64)
+			ids = append(ids, n)
+		}
+	}
+	return ids
+}
+
+func TestServe_EventsResume(t *testing.T) {
+	base, w := startServe(t, 100)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		for i := 0; i < 20; i++ {
+			w.Append([]byte("live"))
+		}
+	}()
+	ids := sse(t, base+"/events", "90", 30)
+	for i, id := range ids {
+		if id != uint64(91+i) {
+			t.Fatalf("event %d has id %d, want %d (ids %v)", i, id, 91+i, ids)
+		}
+	}
+	if len(ids) != 30 {
+		t.Fatalf("got %d events", len(ids))
+	}
+	// Resuming from before what the hub keeps reads the ring itself.
+	if ids := sse(t, base+"/events?after=2", "", 5); len(ids) != 5 || ids[0] != 3 {
+		t.Fatalf("resume from the ring: %v", ids)
+	}
+}
+
+// Fifty clients stream at once while one client stalls (never reads): every reading
+// client still gets every record.
+func TestServe_ManyClientsOneStalled(t *testing.T) {
+	base, w := startServe(t, 0)
+	// The stalled client: connects, then reads nothing.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /events?after=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+
+	const clients, records = 50, 2000
+	var wg sync.WaitGroup
+	results := make([][]uint64, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			results[i] = sse(t, base+"/events?after=0", "", records)
+		}(i)
+	}
+	time.Sleep(200 * time.Millisecond)
+	// 4 MB in all: far more than the socket buffers of the stalled client can absorb.
+	payload := strings.Repeat("x", 2000)
+	for i := 0; i < records; i++ {
+		if _, err := w.Append([]byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for i, ids := range results {
+		if len(ids) != records || ids[0] != 1 || ids[records-1] != records {
+			t.Fatalf("client %d got %d events", i, len(ids))
+		}
+	}
+}
