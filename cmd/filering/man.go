@@ -16,16 +16,16 @@ const manSection = 1
 const manExtra = `.SH EXIT STATUS
 .TP
 .B 0
-Success, including when the reader of standard output goes away (as in
-.BR "filering watch DIR | head" ).
+Success, including when the reader of standard output goes away, as in
+.BR "filering watch DIR | head" .
 .TP
 .B 1
-A runtime error; the message on standard error names the file and the problem.
-.B ramdisk check
-also exits with 1 when DIR is not on tmpfs or the ring does not fit.
+A runtime error. The message on standard error names the file and the problem.
 .TP
 .B 2
 A usage error: an unknown command or flag, or a missing or extra argument.
+.PP
+A command that uses other statuses says so in its description above.
 .SH SEE ALSO
 .BR mount (8),
 .BR tmpfs (5),
@@ -44,17 +44,74 @@ func manCommand() *cli.Command {
 			if c.NArg() != 0 {
 				return usagef("man: want no arguments, got %d", c.NArg())
 			}
-			page, err := c.App.ToManWithSection(manSection)
+			page, err := manPage(c.App)
 			if err != nil {
-				return fmt.Errorf("man: render the manual page: %w", err)
+				return err
 			}
-			if !strings.HasSuffix(page, "\n") {
-				page += "\n"
-			}
-			_, err = io.WriteString(c.App.Writer, page+manExtra)
+			_, err = io.WriteString(c.App.Writer, page)
 			return err
 		},
 	}
+}
+
+// manPage renders the manual page of app. urfave/cli's renderer shows a command's name,
+// usage line and flags; manPage adds each command's synopsis and description, which it
+// leaves out, and the sections that follow the commands.
+func manPage(app *cli.App) (string, error) {
+	doc := &cli.App{
+		Name:        app.Name,
+		Usage:       app.Usage,
+		UsageText:   app.UsageText,
+		Description: app.Description,
+		Flags:       app.VisibleFlags(),
+		Commands:    manCommands(app.Commands, app.Name),
+	}
+	page, err := doc.ToManWithSection(manSection)
+	if err != nil {
+		return "", fmt.Errorf("man: render the manual page: %w", err)
+	}
+	if !strings.HasSuffix(page, "\n") {
+		page += "\n"
+	}
+	return page + manExtra, nil
+}
+
+// manCommands returns copies of the visible commands in cmds, under the command line
+// prefix, with their synopsis and description as usage text.
+func manCommands(cmds []*cli.Command, prefix string) []*cli.Command {
+	var out []*cli.Command
+	for _, c := range cmds {
+		if c.Hidden {
+			continue
+		}
+		path := prefix + " " + c.Name
+		var text []string
+		if len(c.Subcommands) == 0 || c.ArgsUsage != "" {
+			synopsis := path
+			if len(c.VisibleFlags()) > 0 {
+				synopsis += " [OPTIONS]"
+			}
+			if c.ArgsUsage != "" {
+				synopsis += " " + c.ArgsUsage
+			}
+			text = append(text, synopsis)
+		}
+		if d := strings.Trim(c.Description, "\n"); d != "" {
+			if len(text) > 0 {
+				text = append(text, "")
+			}
+			text = append(text, d)
+		}
+		out = append(out, &cli.Command{
+			Name:        c.Name,
+			Aliases:     c.Aliases,
+			Usage:       c.Usage,
+			UsageText:   strings.Join(text, "\n"),
+			Flags:       c.VisibleFlags(),
+			Subcommands: manCommands(c.Subcommands, path),
+		})
+	}
+	return out
 }
 
 // completionCommand is `filering completion bash|zsh`: it prints a script that makes the

@@ -55,7 +55,7 @@ func TestMan(t *testing.T) {
 		t.Fatalf("filering man: %v", err)
 	}
 	for _, want := range []string{
-		`.TH "filering" "1"`, ".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION", ".SH COMMANDS",
+		".TH filering 1", ".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION", ".SH COMMANDS",
 		".SH EXIT STATUS", ".SH SEE ALSO",
 	} {
 		if !strings.Contains(page, want+"\n") && !strings.Contains(page, want+" ") {

@@ -38,7 +38,7 @@ func ringDir(t *testing.T) string {
 func startServe(t *testing.T, n int) (string, *publish.Writer) {
 	t.Helper()
 	dir := ringDir(t)
-	w, err := publish.Open(dir, publish.Options{SegmentSize: 64 << 10})
+	w, err := publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
