@@ -310,3 +310,15 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+func TestAppend_NoAllocations(t *testing.T) {
+	w, err := Open(tmpRing(t), Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	p := make([]byte, 64)
+	if n := testing.AllocsPerRun(5000, func() { w.Append(p) }); n != 0 {
+		t.Fatalf("Append allocates %.2f times per record", n)
+	}
+}

@@ -407,6 +407,7 @@ func BenchmarkSnapshotLast1000(b *testing.B) {
 	defer w.Close()
 	r := openRing(b, dir)
 	b.ReportAllocs()
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		s, err := r.Snapshot(Selection{Last: 1000})
 		if err != nil {
@@ -452,6 +453,96 @@ func TestFollower_SurvivesRingRecreated(t *testing.T) {
 				if rec := f.Record(); rec.Seq != want || f.Restarted() != (want == 1) {
 					t.Fatalf("record %d, restarted %v; want %d", rec.Seq, f.Restarted(), want)
 				}
+			}
+		})
+	}
+}
+
+func TestFollower_NoAllocationsPerRecord(t *testing.T) {
+	dir := tmpRing(t)
+	w := produce(t, dir, publish.Options{SegmentSize: 1 << 20}, 1)
+	defer w.Close()
+	r := openRing(t, dir)
+	f, err := r.Follow(Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := context.Background()
+	f.Next(ctx)
+	p := make([]byte, 64)
+	for i := 0; i < 3000; i++ {
+		w.Append(p)
+	}
+	if n := testing.AllocsPerRun(2000, func() {
+		if !f.Next(ctx) {
+			t.Fatal(f.Err())
+		}
+	}); n != 0 {
+		t.Fatalf("Follower.Next allocates %.2f times per record", n)
+	}
+}
+
+func BenchmarkFollow(b *testing.B) {
+	for _, n := range []int{64, 1024, 65536} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			dir := tmpRing(b)
+			w := produce(b, dir, publish.Options{SegmentSize: 64 << 20, Segments: 4}, 0)
+			defer w.Close()
+			r := openRing(b, dir)
+			f, err := r.Follow(Selection{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			p := make([]byte, n)
+			ctx := context.Background()
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; i < b.N; i++ {
+					w.Append(p)
+				}
+			}()
+			for i := 0; i < b.N; i++ {
+				if !f.Next(ctx) {
+					b.Fatal(f.Err())
+				}
+				if l, ok := f.Loss(); ok {
+					b.Fatalf("follower fell behind: %v", l)
+				}
+			}
+			<-done
+		})
+	}
+}
+
+func BenchmarkSnapshot(b *testing.B) {
+	for _, n := range []int{64, 1024, 65536} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			dir := tmpRing(b)
+			w := produce(b, dir, publish.Options{SegmentSize: 4 << 20, Segments: 4}, 0)
+			p := make([]byte, n)
+			var count int
+			for w.Append(p); count*n < 8<<20; count++ {
+				w.Append(p)
+			}
+			w.Close()
+			r := openRing(b, dir)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; {
+				s, err := r.Snapshot(Selection{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for ; i < b.N && s.Next(); i++ {
+				}
+				s.Close()
 			}
 		})
 	}
