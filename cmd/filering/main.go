@@ -25,7 +25,7 @@ func main() {
 // 2 for usage errors.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(interspersed(app, args))
 	switch {
 	case err == nil:
 		return 0
