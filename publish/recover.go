@@ -61,6 +61,9 @@ func (w *Writer) create() error {
 // recoverHot seals or removes the hot segment a dead producer left.
 func (w *Writer) recoverHot(e segment.Entry) error {
 	i := len(w.man.Segments) - 1
+	// Whatever happens to this segment, its number is never used again: a follower may
+	// still hold the old file open under it.
+	w.highestNumber = max(w.highestNumber, e.Number())
 	path := w.dir.Join(e.Name)
 	f, err := w.dir.OpenFile(e.Name, unix.O_RDWR, 0)
 	if errors.Is(err, unix.ENOENT) {

@@ -322,3 +322,33 @@ func TestAppend_NoAllocations(t *testing.T) {
 		t.Fatalf("Append allocates %.2f times per record", n)
 	}
 }
+
+// A hot segment whose file vanished while its producer was dead: the sequence skips
+// every number it could have held, and its segment number is not used again.
+func TestWriter_RecoverMissingHot(t *testing.T) {
+	dir := tmpRing(t)
+	w, err := Open(dir, Options{SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 300; i++ {
+		w.Append([]byte("x"))
+	}
+	hot := w.hot.num
+	first := w.hot.entry.FirstSeq
+	crash(w)
+	os.Remove(filepath.Join(dir, segment.Name(hot)))
+	w, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := w.Append([]byte("after"))
+	if want := first + (4096-segment.HeaderSize)/segment.RecordHeaderSize; err != nil || seq != want {
+		t.Fatalf("first sequence after recovery %d (%v), want %d", seq, err, want)
+	}
+	if w.hot.num <= hot {
+		t.Fatalf("segment number %d reused after %d went missing", w.hot.num, hot)
+	}
+	w.Close()
+	readAll(t, dir) // the manifest, with its gap, is valid
+}

@@ -192,17 +192,14 @@ func Sealed(b []byte) (bool, error) {
 	}
 }
 
-// Committed atomically loads the committed word of the segment in b. The value is
-// clamped to [HeaderSize, len(b)] so that it is always safe to use as a bound.
-func Committed(b []byte) int64 {
+// committed loads the committed word and checks it: at least HeaderSize, at most the
+// segment size, and a multiple of 8.
+func committed(b []byte) (int64, error) {
 	v := load64(b, OffCommitted)
-	if v < HeaderSize {
-		return HeaderSize
+	if v < HeaderSize || v > uint64(len(b)) || v%Align != 0 {
+		return 0, fmt.Errorf("%w: committed word %d outside %d..%d or not a multiple of 8", ErrHeader, v, HeaderSize, len(b))
 	}
-	if v > uint64(len(b)) {
-		return int64(len(b))
-	}
-	return int64(v)
+	return int64(v), nil
 }
 
 // SetCommitted atomically stores the committed word of the segment in b.

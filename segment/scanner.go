@@ -88,7 +88,11 @@ func (s *Scanner) Next() (ok bool) {
 	// A second pass happens only when the segment turns out to have been sealed after
 	// the committed word was loaded: the record may have been written meanwhile.
 	for pass := 0; pass < 2; pass++ {
-		c := Committed(s.b)
+		c, err := committed(s.b)
+		if err != nil {
+			s.err = &CorruptionError{Path: s.path, Offset: OffCommitted, Err: err}
+			return false
+		}
 		if s.sealed && int64(s.off) >= c {
 			s.done = true
 			return false
@@ -119,7 +123,7 @@ func (s *Scanner) Next() (ok bool) {
 		s.sealed = true
 	}
 	// Sealed, and nothing valid at s.off even with the final committed word.
-	if c := Committed(s.b); int64(s.off) < c {
+	if c, _ := committed(s.b); int64(s.off) < c {
 		s.err = &CorruptionError{Path: s.path, Offset: int64(s.off),
 			Err: fmt.Errorf("%w: sealed segment ends before its committed word %d", ErrMissing, c)}
 		return false

@@ -117,6 +117,8 @@ func TestScanner_Corruption(t *testing.T) {
 		{"zero commit word below committed", true, func(b []byte) { binary.LittleEndian.PutUint64(b[second:], 0) }, ErrMissing, 1},
 		{"sequence going backwards", true, func(b []byte) { rewrite(b, second, 1) }, ErrSequence, 1},
 		{"first record corrupt", true, func(b []byte) { b[HeaderSize+20] ^= 4 }, ErrChecksum, 0},
+		{"committed word misaligned", false, func(b []byte) { binary.LittleEndian.PutUint64(b[OffCommitted:], 67) }, ErrHeader, 0},
+		{"committed word beyond the segment", false, func(b []byte) { binary.LittleEndian.PutUint64(b[OffCommitted:], 1<<40) }, ErrHeader, 0},
 		{"sealed word garbage", false, func(b []byte) { binary.LittleEndian.PutUint64(b[OffSealed:], 7) }, ErrHeader, 3},
 		{"committed beyond sealed end", false, func(b []byte) {
 			binary.LittleEndian.PutUint64(b[OffCommitted:], 4000)

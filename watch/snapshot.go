@@ -34,9 +34,27 @@ type Snapshot struct {
 
 // Snapshot opens the records sel selects. Records a taker removed are skipped.
 func (r *Ring) Snapshot(sel Selection) (*Snapshot, error) {
-	m, segs, err := r.openSet(func(m *segment.Manifest) []segment.Entry { return pick(m, sel) })
-	if err != nil {
-		return nil, err
+	// For a Last selection only the newest segments are opened. When some of those
+	// turn out to be gone (taken), open further back, by as many as were missing.
+	var m *segment.Manifest
+	var segs []*openSegment
+	for extra := 0; ; {
+		var picked int
+		var err error
+		m, segs, err = r.openSet(func(m *segment.Manifest) []segment.Entry {
+			es := pick(m, sel, extra)
+			picked = len(es)
+			return es
+		})
+		if err != nil {
+			return nil, err
+		}
+		missing := picked - len(segs)
+		if missing == 0 || sel.Last == 0 || picked >= len(m.Segments) || extra >= len(m.Segments) {
+			break
+		}
+		closeAll(segs)
+		extra += missing
 	}
 	s := &Snapshot{segs: segs, start: max(sel.From, 1), floor: m.NextSeq()}
 	if hot, ok := m.Hot(); ok {
@@ -57,8 +75,10 @@ func (r *Ring) Snapshot(sel Selection) (*Snapshot, error) {
 	return s, nil
 }
 
-// pick returns the entries of m a selection may need, oldest first.
-func pick(m *segment.Manifest, sel Selection) []segment.Entry {
+// pick returns the entries of m a selection may need, oldest first: for a Last
+// selection, the hot segment and enough sealed ones before it to hold Last records,
+// and extra more.
+func pick(m *segment.Manifest, sel Selection, extra int) []segment.Entry {
 	es := m.Segments
 	if sel.From > 0 {
 		for len(es) > 0 && es[0].Sealed && es[0].LastSeq < sel.From {
@@ -66,7 +86,6 @@ func pick(m *segment.Manifest, sel Selection) []segment.Entry {
 		}
 	}
 	if sel.Last > 0 && sel.Since.IsZero() {
-		// Keep the hot segment and as many sealed ones before it as hold Last records.
 		var n uint64
 		i := len(es) - 1
 		for ; i > 0; i-- {
@@ -77,7 +96,7 @@ func pick(m *segment.Manifest, sel Selection) []segment.Entry {
 				break
 			}
 		}
-		es = es[max(i, 0):]
+		es = es[max(i-extra, 0):]
 	}
 	return es
 }
@@ -85,6 +104,8 @@ func pick(m *segment.Manifest, sel Selection) []segment.Entry {
 // bound limits the snapshot to the last n records of the set (and at or after s.start).
 // It scans the newest segment to learn its last sequence number, keeping the offsets of
 // its last n records so that the scan of that segment can resume where delivery starts.
+// Sequence numbers may jump between segments (a taken or lost segment), so the start is
+// found by counting records segment by segment, newest first.
 func (s *Snapshot) bound(m *segment.Manifest, n uint64) error {
 	if len(s.segs) == 0 {
 		return nil
@@ -93,13 +114,14 @@ func (s *Snapshot) bound(m *segment.Manifest, n uint64) error {
 	sc := last.scanner()
 	offs := make([]int, 0, min(n, 1<<16))
 	var pos int // next slot of offs when it is full
-	var lastSeq uint64
+	var lastSeq, count uint64
 	for {
 		off := sc.Offset()
 		if !sc.Next() {
 			break
 		}
 		lastSeq = sc.Record().Seq
+		count++
 		if uint64(len(offs)) < n && len(offs) < cap(offs) {
 			offs = append(offs, off)
 		} else {
@@ -110,19 +132,35 @@ func (s *Snapshot) bound(m *segment.Manifest, n uint64) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	if lastSeq == 0 {
-		// The newest segment is empty: the last record is in the segment before.
-		if len(s.segs) > 1 {
-			lastSeq = s.segs[len(s.segs)-2].entry.LastSeq
-		}
-		if lastSeq == 0 {
-			s.end, s.start = 0, 1<<63 // nothing to deliver
-			return nil
-		}
+	if count == 0 {
+		last.entry.LastSeq = 0
+	} else {
+		last.entry.LastSeq = lastSeq
+		s.end = lastSeq
 	}
-	s.end = lastSeq
-	if lastSeq >= n {
-		s.start = max(s.start, lastSeq-n+1)
+	// Walk back from the newest segment until n records are covered.
+	need := n
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		seg := s.segs[i]
+		c := count
+		if i != len(s.segs)-1 {
+			c = seg.entry.LastSeq - seg.entry.FirstSeq + 1
+			if s.end == 0 {
+				s.end = seg.entry.LastSeq
+			}
+		}
+		if c == 0 {
+			continue
+		}
+		if c >= need {
+			s.start = max(s.start, seg.entry.LastSeq-need+1)
+			break
+		}
+		need -= c
+	}
+	if s.end == 0 {
+		s.start = 1 << 63 // nothing to deliver
+		return nil
 	}
 	// Resume the newest segment's scan at the first wanted record, if we kept its offset.
 	k := uint64(len(offs))

@@ -179,6 +179,14 @@ func TestSnapshot_VanishedSegment(t *testing.T) {
 	if want := 600 - (m.Segments[0].FirstSeq - 1) - (gone.LastSeq - gone.FirstSeq + 1); uint64(len(got)) != want {
 		t.Fatalf("got %d records, want %d", len(got), want)
 	}
+	// --last counts records, not sequence numbers: across the gap it still gives n.
+	for _, n := range []int{1, 5, len(got) - 3, len(got), len(got) + 10} {
+		last := collect(t, r, Selection{Last: n})
+		want := got[max(len(got)-n, 0):]
+		if !equal(last, want) {
+			t.Fatalf("last %d across a gap: got %d records %v, want %d", n, len(last), last[:min(3, len(last))], len(want))
+		}
+	}
 }
 
 // Snapshots taken while the producer appends and rolls are always contiguous.

@@ -135,11 +135,12 @@ func completionCommand() *cli.Command {
 		Name:      "completion",
 		Usage:     "print a shell completion script for bash or zsh",
 		ArgsUsage: "bash|zsh",
-		Description: "For bash, install the script as /usr/share/bash-completion/completions/filering\n" +
+		Description: "For bash, install the script as /usr/local/share/bash-completion/completions/filering\n" +
 			"(with the bash-completion package), or source it from ~/.bashrc:\n" +
-			"  filering completion bash > /usr/share/bash-completion/completions/filering\n" +
+			"  filering completion bash > /usr/local/share/bash-completion/completions/filering\n" +
 			"For zsh, install it as _filering in a directory on $fpath:\n" +
 			"  filering completion zsh > /usr/local/share/zsh/site-functions/_filering",
+		HideHelpCommand: true,
 		Subcommands: []*cli.Command{
 			script("bash", "print the bash completion script", bashCompletion),
 			script("zsh", "print the zsh completion script", zshCompletion),
@@ -158,7 +159,8 @@ func completionCommand() *cli.Command {
 // filering suggests nothing (a ring directory is expected, say), bash completes file
 // names.
 const bashCompletion = `# bash completion for filering.
-# Install as /usr/share/bash-completion/completions/filering, or source it from ~/.bashrc.
+# Install as /usr/local/share/bash-completion/completions/filering (read by the
+# bash-completion package), or source it from ~/.bashrc.
 
 _filering() {
     local cur=${COMP_WORDS[COMP_CWORD]}
@@ -166,7 +168,9 @@ _filering() {
     if [[ ${words[0]} == "~/"* ]]; then
         words[0]=$HOME/${words[0]#"~/"}
     fi
-    if [[ $cur == -* ]]; then
+    if [[ $cur == -- ]]; then
+        words+=(-) # "--" would end the flags; "-" asks for all of them
+    elif [[ $cur == -* ]]; then
         words+=("$cur")
     fi
     local IFS=$'\n'
@@ -189,7 +193,9 @@ _filering() {
   if [[ ${words_before[1]} == '~/'* ]]; then
     words_before[1]=$HOME/${words_before[1]#\~/}
   fi
-  if [[ $cur == -* ]]; then
+  if [[ $cur == -- ]]; then
+    words_before+=(-) # "--" would end the flags; "-" asks for all of them
+  elif [[ $cur == -* ]]; then
     words_before+=("$cur")
   fi
   opts=("${(@f)$(env 0=zsh "${(@)words_before}" --generate-bash-completion 2>/dev/null)}")
