@@ -1,0 +1,419 @@
+"""Tests for ringweb.py, graph.cgi and app.py (standard library only; Flask optional).
+
+    python3 -m unittest discover -s examples/cgi -p 'test_*.py'
+"""
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+from unittest import mock
+from wsgiref.util import setup_testing_defaults
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import app  # noqa: E402
+import ringweb  # noqa: E402
+from test_filering_reader import (  # noqa: E402
+    T0,
+    align8,
+    record_bytes,
+    segment_bytes,
+    seg_name,
+    tmp_base,
+    write_file,
+    write_manifest,
+    write_ring,
+)
+
+GRAPH_CGI = os.path.join(HERE, "graph.cgi")
+
+
+class HotRing(object):
+    """A ring with one hot segment that a test can append records to, as a producer
+    would: record bytes first, then the commit word, then pwrite of the committed word."""
+
+    def __init__(self, path, payloads=(), size=65536):
+        self.path = path
+        self.size = size
+        data, offsets = segment_bytes(1, 1, list(payloads), size, sealed=False)
+        self.seg = os.path.join(path, seg_name(1))
+        write_file(self.seg, bytes(data))
+        write_manifest(path, {"version": 1, "segment_size": size, "segments_max": 4, "generation": 1,
+                              "segments": [{"name": seg_name(1), "first_seq": 1, "last_seq": 0, "sealed": False}]})
+        self.next_seq = 1 + len(payloads)
+        self.end = 64 + sum(align8(24 + len(p)) for p in payloads)
+
+    def append(self, payload, time_ns=None):
+        rec = record_bytes(self.next_seq, T0 + self.next_seq if time_ns is None else time_ns, payload)
+        fd = os.open(self.seg, os.O_WRONLY)
+        try:
+            os.pwrite(fd, rec[8:], self.end + 8)
+            os.pwrite(fd, rec[:8], self.end)
+            self.end += len(rec)
+            os.pwrite(fd, struct.pack("<Q", self.end), 56)
+        finally:
+            os.close(fd)
+        self.next_seq += 1
+
+
+class RingCase(unittest.TestCase):
+    def setUp(self):
+        self.ring = tempfile.mkdtemp(prefix="filering-web-", dir=tmp_base())
+        self.addCleanup(shutil.rmtree, self.ring, True)
+
+
+class TestParse(unittest.TestCase):
+    def test_ParseQuery(self):
+        cases = [
+            ("", (300, None, 0.0)),
+            ("last=5", (5, None, 0.0)),
+            ("last=0", (0, None, 0.0)),
+            ("last=100000", (100000, None, 0.0)),
+            ("last=100001", (100000, None, 0.0)),
+            ("last=9999999999999999999", (100000, None, 0.0)),
+            ("after=7", (300, 7, 0.0)),
+            ("after=7&wait=25", (300, 7, 25.0)),
+            ("after=7&wait=0.5&last=10", (10, 7, 0.5)),
+            ("after=0&wait=61", (300, 0, 60.0)),
+            ("after=1&wait=999999", (300, 1, 60.0)),
+            ("_=1699999&after=3", (300, 3, 0.0)),
+        ]
+        for qs, want in cases:
+            with self.subTest(qs):
+                self.assertEqual(ringweb.parse_query(qs), want)
+
+    def test_ParseQuery_bad(self):
+        for qs in ("last=-1", "last=x", "last=1.5", "last=", "last=1&last=2", "after=-3", "after=abc",
+                   "after=9223372036854775808", "wait=-1", "wait=abc", "wait=1e3", "wait=nan", "last=%201"):
+            with self.subTest(qs):
+                with self.assertRaises(ringweb.BadRequest):
+                    ringweb.parse_query(qs)
+
+    def test_ValueOf(self):
+        cases = [
+            (b"21.5", 21.5), (b"-3", -3.0), (b"+4", 4.0), (b"1e-3", 0.001), (b".5", 0.5), (b"7.", 7.0),
+            (b" 42\n", 42.0), (b"0", 0.0),
+            (b"nan", "nan"), (b"inf", "inf"), (b"1e999", "1e999"), (b"1_000", "1_000"), (b"0x10", "0x10"),
+            (b"", ""), (b"21.5 C", "21.5 C"), (b"\xd9\xa1", "\u0661"), (b"\xff1", "\ufffd1"), (b"hello", "hello"),
+        ]
+        for payload, want in cases:
+            with self.subTest(payload):
+                got = ringweb.value_of(payload)
+                self.assertEqual(type(got), type(want))
+                self.assertEqual(got, want)
+
+
+class TestQuery(RingCase):
+    def test_Last(self):
+        write_ring(self.ring, [b"%d" % i for i in range(1, 501)])
+        doc = ringweb.query(self.ring, last=3)
+        self.assertEqual(doc["last_seq"], 500)
+        self.assertEqual(doc["records"], [{"seq": s, "time_ns": T0 + s, "value": float(s)} for s in (498, 499, 500)])
+        self.assertEqual(len(ringweb.query(self.ring)["records"]), 300)
+        self.assertEqual(ringweb.query(self.ring, last=0), {"records": [], "last_seq": 500})
+
+    def test_EmptyRing(self):
+        HotRing(self.ring)
+        self.assertEqual(ringweb.query(self.ring), {"records": [], "last_seq": 0})
+        self.assertEqual(ringweb.query(self.ring, after=0, wait=0.05), {"records": [], "last_seq": 0})
+
+    def test_After_immediate(self):
+        write_ring(self.ring, [b"%d" % i for i in range(1, 101)])
+        t = time.monotonic()
+        doc = ringweb.query(self.ring, last=300, after=95, wait=5)
+        self.assertLess(time.monotonic() - t, 1)
+        self.assertEqual([r["seq"] for r in doc["records"]], [96, 97, 98, 99, 100])
+        self.assertEqual(doc["last_seq"], 100)
+        doc = ringweb.query(self.ring, last=2, after=10)
+        self.assertEqual([r["seq"] for r in doc["records"]], [99, 100])
+
+    def test_After_timeout(self):
+        HotRing(self.ring, [b"1", b"2"])
+        t = time.monotonic()
+        doc = ringweb.query(self.ring, after=2, wait=0.3)
+        took = time.monotonic() - t
+        self.assertEqual(doc, {"records": [], "last_seq": 2})
+        self.assertGreaterEqual(took, 0.3)
+        self.assertLess(took, 5)
+
+    def wake_after_append(self, delay=0.3):
+        ring = HotRing(self.ring, [b"1", b"2"])
+        timer = threading.Timer(delay, ring.append, (b"3.25",))
+        timer.start()
+        self.addCleanup(timer.cancel)
+        t = time.monotonic()
+        doc = ringweb.query(self.ring, after=2, wait=20)
+        return doc, time.monotonic() - t - delay
+
+    def test_After_wakesWithInotify(self):
+        watcher = ringweb.DirWatcher(self.ring)
+        polling = watcher.polling
+        watcher.close()
+        if polling:
+            self.skipTest("inotify is not available here")
+        with mock.patch.object(ringweb, "RESCAN", 30.0):  # only an event can wake it in time
+            doc, late = self.wake_after_append()
+        self.assertEqual(doc["records"], [{"seq": 3, "time_ns": T0 + 3, "value": 3.25}])
+        self.assertEqual(doc["last_seq"], 3)
+        self.assertLess(late, 3)
+
+    def test_After_wakesByPolling(self):
+        def no_inotify(path):
+            raise OSError(38, "inotify is not available")
+
+        with mock.patch.object(ringweb, "_inotify_watch", no_inotify), mock.patch.object(ringweb, "RESCAN", 30.0):
+            self.assertTrue(ringweb.DirWatcher(self.ring).polling)
+            doc, late = self.wake_after_append()
+        self.assertEqual([r["seq"] for r in doc["records"]], [3])
+        self.assertLess(late, 3)
+
+    def test_After_newSegment(self):
+        # A roll (new manifest) wakes a waiter too.
+        entries = write_ring(self.ring, [b"1", b"2"], hot=False)
+
+        def roll():
+            write_ring(self.ring, [b"1", b"2", b"3"], hot=True, generation=2)
+
+        timer = threading.Timer(0.3, roll)
+        timer.start()
+        self.addCleanup(timer.cancel)
+        with mock.patch.object(ringweb, "RESCAN", 30.0):
+            t = time.monotonic()
+            doc = ringweb.query(self.ring, after=2, wait=20)
+        self.assertLess(time.monotonic() - t, 5)
+        self.assertEqual([r["seq"] for r in doc["records"]], [3])
+        self.assertTrue(entries)
+
+
+class TestRespond(RingCase):
+    def body(self, resp):
+        status, headers, body = resp
+        self.assertEqual(dict(headers)["Content-Type"], "application/json; charset=utf-8")
+        return status, json.loads(body.decode("utf-8"))
+
+    def test_Statuses(self):
+        write_ring(self.ring, [b"1.5", b"text"])
+        status, doc = self.body(ringweb.respond(self.ring, "last=2"))
+        self.assertEqual(status, "200 OK")
+        self.assertEqual([r["value"] for r in doc["records"]], [1.5, "text"])
+        status, doc = self.body(ringweb.respond(self.ring, "last=x"))
+        self.assertEqual(status, "400 Bad Request")
+        self.assertIn("last", doc["error"])
+        missing = os.path.join(self.ring, "missing")
+        status, doc = self.body(ringweb.respond(missing, ""))
+        self.assertEqual(status, "404 Not Found")
+        self.assertIn(missing, doc["error"])
+        status, doc = self.body(ringweb.respond(self.ring, "", "POST"))
+        self.assertEqual(status, "405 Method Not Allowed")
+        status, headers, body = ringweb.respond(self.ring, "", "HEAD")
+        self.assertEqual((status, body), ("200 OK", b""))
+        self.assertGreater(int(dict(headers)["Content-Length"]), 0)
+
+    def test_Corrupt(self):
+        entries = write_ring(self.ring, [b"1", b"2", b"3"], hot=False)
+        seg = os.path.join(self.ring, entries[0]["name"])
+        with open(seg, "r+b") as f:
+            f.seek(entries[0]["offsets"][2] + 24)
+            f.write(b"9")
+        status, doc = self.body(ringweb.respond(self.ring, "last=1"))
+        self.assertEqual(status, "500 Internal Server Error")
+        self.assertIn(seg, doc["error"])
+        self.assertIn("offset %d" % entries[0]["offsets"][2], doc["error"])
+
+    def test_Unexpected(self):
+        with mock.patch.object(ringweb, "query", side_effect=RuntimeError("boom")):
+            status, doc = self.body(ringweb.respond(self.ring, ""))
+        self.assertEqual(status, "500 Internal Server Error")
+        self.assertEqual(doc["error"], "RuntimeError: boom")
+
+
+class TestCGI(RingCase):
+    def run_cgi(self, query, ring=None, method="GET"):
+        env = dict(os.environ, QUERY_STRING=query, REQUEST_METHOD=method, FILERING_RING=ring or self.ring,
+                   GATEWAY_INTERFACE="CGI/1.1")
+        p = subprocess.run([GRAPH_CGI], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, b"")
+        head, _, body = p.stdout.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        return lines[0], dict(l.split(": ", 1) for l in lines[1:]), body
+
+    def test_Records(self):
+        write_ring(self.ring, [b"%d" % i for i in range(1, 11)])
+        status, headers, body = self.run_cgi("last=2")
+        self.assertEqual(status, "Status: 200 OK")
+        self.assertEqual(headers["Content-Type"], "application/json; charset=utf-8")
+        self.assertEqual(int(headers["Content-Length"]), len(body))
+        doc = json.loads(body)
+        self.assertEqual(doc, {"records": [{"seq": 9, "time_ns": T0 + 9, "value": 9.0}, {"seq": 10, "time_ns": T0 + 10, "value": 10.0}], "last_seq": 10})
+
+    def test_LongPoll(self):
+        ring = HotRing(self.ring, [b"1"])
+        timer = threading.Timer(0.5, ring.append, (b"2",))
+        timer.start()
+        self.addCleanup(timer.cancel)
+        status, _, body = self.run_cgi("after=1&wait=10")
+        self.assertEqual(status, "Status: 200 OK")
+        self.assertEqual([r["seq"] for r in json.loads(body)["records"]], [2])
+
+    def test_Errors(self):
+        status, _, body = self.run_cgi("", ring=os.path.join(self.ring, "nope"))
+        self.assertEqual(status, "Status: 404 Not Found")
+        self.assertIn("error", json.loads(body))
+        status, _, _ = self.run_cgi("last=abc")
+        self.assertEqual(status, "Status: 400 Bad Request")
+
+    def test_ThroughSymlink(self):
+        # Installed as a symbolic link in a cgi-bin directory, it still finds its modules.
+        write_ring(self.ring, [b"5"])
+        bindir = os.path.join(self.ring, "cgi-bin")
+        os.mkdir(bindir)
+        os.symlink(GRAPH_CGI, os.path.join(bindir, "graph.cgi"))
+        env = dict(os.environ, QUERY_STRING="", FILERING_RING=self.ring)
+        out = subprocess.run([os.path.join(bindir, "graph.cgi")], env=env, stdout=subprocess.PIPE, timeout=30).stdout
+        self.assertTrue(out.startswith(b"Status: 200 OK\r\n"), out)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=30):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def wait_for_port(port, proc, deadline=15):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError("server exited: %s" % proc.stderr.read())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("server did not start")
+
+
+class TestWSGI(RingCase):
+    def call(self, path, query=""):
+        environ = {"PATH_INFO": path, "QUERY_STRING": query}
+        setup_testing_defaults(environ)
+        got = {}
+
+        def start_response(status, headers):
+            got["status"], got["headers"] = status, dict(headers)
+
+        body = b"".join(app.make_app(self.ring)(environ, start_response))
+        return got["status"], got["headers"], body
+
+    def test_Routes(self):
+        write_ring(self.ring, [b"1", b"2"])
+        status, headers, body = self.call("/")
+        self.assertEqual(status, "200 OK")
+        self.assertTrue(headers["Content-Type"].startswith("text/html"))
+        self.assertIn(b"fileringStats", body)
+        status, headers, body = self.call("/records", "last=1")
+        self.assertEqual(status, "200 OK")
+        self.assertEqual(json.loads(body)["records"][0]["seq"], 2)
+        status, _, _ = self.call("/nothing")
+        self.assertEqual(status, "404 Not Found")
+
+    def test_Server(self):
+        # The real server, with a long poll held open while other requests are served.
+        ring = HotRing(self.ring, [b"1"])
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "app.py"), self.ring, "--port", str(port), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.terminate)
+        wait_for_port(port, proc)
+        base = "http://127.0.0.1:%d" % port
+        result = {}
+        poller = threading.Thread(target=lambda: result.update(got=get(base + "/records?after=1&wait=20")))
+        poller.start()
+        time.sleep(0.3)
+        t = time.monotonic()
+        status, _, body = get(base + "/records?last=5")
+        self.assertLess(time.monotonic() - t, 2)
+        self.assertEqual((status, json.loads(body)["last_seq"]), (200, 1))
+        status, _, body = get(base + "/")
+        self.assertEqual(status, 200)
+        self.assertIn(b"<canvas", body)
+        ring.append(b"2.5")
+        poller.join(10)
+        self.assertFalse(poller.is_alive())
+        status, _, body = result["got"]
+        self.assertEqual(json.loads(body)["records"], [{"seq": 2, "time_ns": T0 + 2, "value": 2.5}])
+
+
+@unittest.skipUnless(hasattr(__import__("http.server").server, "CGIHTTPRequestHandler"), "http.server has no CGI support")
+class TestHTTPServerCGI(RingCase):
+    def test_Run(self):
+        write_ring(self.ring, [b"%d" % i for i in range(1, 21)])
+        www = tempfile.mkdtemp(prefix="filering-www-", dir=tmp_base())
+        self.addCleanup(shutil.rmtree, www, True)
+        # Run as root, http.server runs CGI scripts as the user "nobody".
+        os.chmod(self.ring, 0o755)
+        os.chmod(www, 0o755)
+        cgi_bin = os.path.join(www, "cgi-bin")
+        os.mkdir(cgi_bin)
+        # Copies rather than a link: the user "nobody" may not be able to reach this
+        # checkout (a link is tested in TestCGI).
+        for name in ("graph.cgi", "ringweb.py", "filering_reader.py"):
+            shutil.copy(os.path.join(HERE, name), cgi_bin)
+        os.chmod(cgi_bin, 0o755)
+        port = free_port()
+        env = dict(os.environ, FILERING_RING=self.ring, PYTHONWARNINGS="ignore")
+        proc = subprocess.Popen([sys.executable, "-m", "http.server", "--cgi", "--bind", "127.0.0.1", str(port)],
+                                cwd=www, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.terminate)
+        wait_for_port(port, proc)
+        status, _, body = get("http://127.0.0.1:%d/cgi-bin/graph.cgi?last=3" % port)
+        self.assertEqual(status, 200)
+        doc = json.loads(body)
+        self.assertEqual([r["seq"] for r in doc["records"]], [18, 19, 20])
+
+
+try:
+    import flask  # noqa: F401
+
+    HAVE_FLASK = True
+except ImportError:
+    HAVE_FLASK = False
+
+
+@unittest.skipUnless(HAVE_FLASK, "Flask is not installed")
+class TestFlask(RingCase):
+    def test_Routes(self):
+        write_ring(self.ring, [b"1", b"2"])
+        client = app.create_flask_app(self.ring).test_client()
+        resp = client.get("/records?last=1")
+        self.assertEqual(resp.status_code, 200)
+        self.assertEqual(resp.get_json()["records"][0]["seq"], 2)
+        self.assertEqual(client.get("/records?last=-1").status_code, 400)
+        self.assertIn(b"fileringStats", client.get("/").data)
+
+
+if __name__ == "__main__":
+    unittest.main()
