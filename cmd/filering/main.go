@@ -25,8 +25,13 @@ func main() {
 // 2 for usage errors.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
+	var unknown string
+	app.CommandNotFound = func(_ *cli.Context, name string) { unknown = name }
 	err := app.Run(interspersed(app, args))
 	switch {
+	case unknown != "":
+		fmt.Fprintf(stderr, "filering: unknown command %q; see filering --help\n", unknown)
+		return 2
 	case err == nil:
 		return 0
 	case errors.Is(err, syscall.EPIPE):

@@ -175,36 +175,56 @@ func readLines(in *bufio.Reader, w *publish.Writer) error {
 	}
 }
 
-// readFrames appends one record per frame: a 4-byte little-endian length, then that many
-// bytes. A length beyond what a segment holds stops it with an error naming the byte
-// offset of the frame; the records before it are kept.
+// readFrames appends one record per frame of in.
 func readFrames(in *bufio.Reader, w *publish.Writer, limit int) error {
-	var off int64
-	var hdr [4]byte
-	buf := make([]byte, 0, 64<<10)
+	fr := frameReader{in: in, limit: limit}
 	for {
-		if _, err := io.ReadFull(in, hdr[:]); err != nil {
+		p, err := fr.next()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return fmt.Errorf("standard input: truncated frame header at byte offset %d", off)
-		}
-		n := binary.LittleEndian.Uint32(hdr[:])
-		if uint64(n) > uint64(limit) {
-			return fmt.Errorf("standard input: frame at byte offset %d has length %d, more than the %d bytes a segment holds", off, n, limit)
-		}
-		if cap(buf) < int(n) {
-			buf = make([]byte, n)
-		}
-		p := buf[:n]
-		if _, err := io.ReadFull(in, p); err != nil {
-			return fmt.Errorf("standard input: truncated frame at byte offset %d: want %d bytes", off, n)
+			return err
 		}
 		if _, err := w.Append(p); err != nil {
 			return err
 		}
-		off += 4 + int64(n)
 	}
+}
+
+// frameReader decodes the frames format: a 4-byte little-endian length, then that many
+// bytes. A length beyond limit is an error naming the byte offset of the frame, so that
+// the records before it are kept and the user knows where the input went wrong.
+type frameReader struct {
+	in    *bufio.Reader
+	limit int
+	off   int64
+	buf   []byte
+}
+
+// next returns the next frame's payload, valid until the next call; io.EOF at a clean
+// end of input.
+func (fr *frameReader) next() ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(fr.in, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("standard input: truncated frame header at byte offset %d", fr.off)
+	}
+	n := binary.LittleEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(fr.limit) {
+		return nil, fmt.Errorf("standard input: frame at byte offset %d has length %d, more than the %d bytes a segment holds", fr.off, n, fr.limit)
+	}
+	if cap(fr.buf) < int(n) {
+		fr.buf = make([]byte, n)
+	}
+	p := fr.buf[:n]
+	if _, err := io.ReadFull(fr.in, p); err != nil {
+		return nil, fmt.Errorf("standard input: truncated frame at byte offset %d: want %d bytes", fr.off, n)
+	}
+	fr.off += 4 + int64(n)
+	return p, nil
 }
 
 // signalContext returns a context cancelled by SIGINT or SIGTERM.

@@ -104,11 +104,17 @@ func follow(c *cli.Context) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
+	_, statErr := os.Stat(dir)
 	r, err := openWhenPresent(ctx, dir)
 	if err != nil {
 		return quiet(ctx, err)
 	}
 	defer r.Close()
+	if statErr != nil && sel.Last == 0 && sel.Since.IsZero() {
+		// The ring did not exist when the watch began: every record it ever held is
+		// one the watch should print, and any it missed is reported as lost.
+		sel.From = max(sel.From, 1)
+	}
 	f, err := r.Follow(sel)
 	if err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 )
 
 // ErrNoRing means the directory holds no manifest: no producer has created a ring there.
-var ErrNoRing = errors.New("filering: no ring here (no manifest)")
+var ErrNoRing = errors.New("ringdir: no ring in this directory (no manifest)")
 
 // Dir is an open ring directory. Its methods are safe for concurrent use.
 type Dir struct {
