@@ -1,9 +1,20 @@
 # The whole test suite: `make test`. CI runs exactly this (see .ci/run).
 GO ?= go
+# Where cross, qemu-test and man write what they build.
+DIST ?= dist
 
-.PHONY: test build vet unit race python integration
+# FILERING_QEMU says whether `make test` runs qemu-test: 1 runs it, and fails if qemu-user
+# is missing (CI sets this); 0 leaves it out. Unset, it runs when qemu-aarch64-static and
+# qemu-arm-static are both installed (Debian package qemu-user-static).
+FILERING_QEMU ?= $(if $(and $(shell command -v qemu-aarch64-static 2>/dev/null),$(shell command -v qemu-arm-static 2>/dev/null)),1,0)
 
-test: vet unit race python
+# QEMU_TEST_SKIP is a -test.skip regular expression for tests that cannot pass under
+# qemu-user. Every test passes under qemu-user 7.2, so it is empty.
+QEMU_TEST_SKIP ?=
+
+.PHONY: test build vet unit race python integration cross qemu-test man
+
+test: vet unit race python cross $(if $(filter 1,$(FILERING_QEMU)),qemu-test)
 
 build:
 	$(GO) build -o filering ./cmd/filering
@@ -20,3 +31,30 @@ race:
 
 python:
 	python3 -m unittest discover -s examples/cgi -p 'test_*.py'
+
+# cross builds static binaries for linux/amd64, arm64, arm (GOARM=7) and 386 into
+# $(DIST), runs go vet for each, and prints their sizes.
+cross:
+	GO="$(GO)" bash scripts/cross.sh $(DIST)
+
+# qemu-test runs the segment, publish and watch tests built for arm64 and arm (GOARM=7)
+# under qemu-user, with -test.short.
+qemu-test:
+	GO="$(GO)" QEMU_TEST_SKIP="$(QEMU_TEST_SKIP)" bash scripts/qemu-test.sh $(DIST)/qemu-test
+
+# man writes the manual page to $(DIST)/filering.1 and checks that groff (or, without
+# groff, man) formats it without warnings.
+man:
+	@mkdir -p $(DIST)
+	@$(GO) run ./cmd/filering man > $(DIST)/filering.1.tmp || { rm -f $(DIST)/filering.1.tmp; exit 1; }
+	@mv $(DIST)/filering.1.tmp $(DIST)/filering.1
+	@echo "wrote $(DIST)/filering.1"
+	@if command -v groff >/dev/null; then \
+		echo "groff -man -Tutf8 -ww -z $(DIST)/filering.1"; \
+		out=$$(groff -man -Tutf8 -ww -z $(DIST)/filering.1 2>&1) && test -z "$$out" || { echo "$$out"; exit 1; }; \
+	elif command -v man >/dev/null; then \
+		echo "man -l $(DIST)/filering.1"; \
+		out=$$(man -l $(DIST)/filering.1 2>&1 >/dev/null) && test -z "$$out" || { echo "$$out"; exit 1; }; \
+	else \
+		echo "man: neither groff nor man is installed: $(DIST)/filering.1 is not checked"; \
+	fi

@@ -31,8 +31,6 @@ func TestCLI_UsageErrors(t *testing.T) {
 		{"produce one segment", []string{"produce", "--segments", "1", dir}},
 		{"produce input bogus", []string{"produce", "--input", "bogus", dir}},
 		{"produce negative seal-after", []string{"produce", "--seal-after", "-1s", dir}},
-		// PRODUCT BUG: an unknown command exits 3 with "No help topic for 'frobnicate'"
-		// (the urfave/cli help command's message) instead of a usage error, exit 2.
 		{"unknown command", []string{"frobnicate", dir}},
 	}
 	for _, c := range cases {
@@ -73,8 +71,6 @@ func TestCLI_RuntimeErrors(t *testing.T) {
 		{"cat missing directory", "/nonexistent/dir", []string{"cat", "/nonexistent/dir"}},
 		{"stat missing directory", "/nonexistent/dir", []string{"stat", "/nonexistent/dir"}},
 		{"take missing directory", "/nonexistent/dir", []string{"take", "/nonexistent/dir"}},
-		// PRODUCT BUG: the message repeats the prefix:
-		// "filering: DIR: filering: no ring here (no manifest)".
 		{"cat directory without a ring", empty, []string{"cat", empty}},
 		{"stat directory without a ring", empty, []string{"stat", empty}},
 		{"produce into a file", file, []string{"produce", file}},

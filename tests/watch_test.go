@@ -181,11 +181,8 @@ func TestWatch_ReportsLoss(t *testing.T) {
 // might) while a producer overruns a tiny ring there, and lets it go: the records it never
 // saw must be reported lost, as for any follower that falls behind.
 //
-// PRODUCT BUG, subtest "directory absent" (fails at the time of writing): `filering watch`
-// on a directory that does not exist yet polls for it (openWhenPresent) and, once it
-// appears, opens the follower as if it had been started then: when the first records
-// were already overwritten it prints the retained tail with no loss report, and records
-// 1..first_retained-1 vanish silently. The "directory empty" case reports the loss.
+// A watch on a directory that does not exist yet waits for it; once it appears, every
+// record the ring ever held counts, so those overwritten meanwhile are reported lost.
 func TestWatch_BeforeRingExistsReportsLoss(t *testing.T) {
 	cases := []struct {
 		name   string

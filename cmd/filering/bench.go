@@ -12,6 +12,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -116,6 +117,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "buffer", Value: "64KiB", Usage: "`SIZE` of the buffer the rename baseline rewrites on every record (at least one record)"},
 			&cli.StringFlag{Name: "segment-size", Value: "4MiB", Usage: "segment `SIZE` of the rings (raised to hold at least 16 records)"},
 			&cli.IntFlag{Name: "segments", Value: 16, Usage: "segments each ring retains"},
+			&cli.IntFlag{Name: "rounds", Value: 1, Usage: "repeat every measurement this many times, interleaved, and report each one's median round"},
 			&cli.StringFlag{Name: "transports", Value: strings.Join(allTransports, ","), Usage: "`LIST` of transports to measure, from " + strings.Join(allTransports, ",")},
 			&cli.StringFlag{Name: "measure", Value: strings.Join(allMeasures, ","), Usage: "`LIST` of measurements to make, from " + strings.Join(allMeasures, ",")},
 			&cli.StringFlag{Name: "dir", Usage: "`DIR`ectory for the rings and files, ideally on tmpfs; the benchmark works in a new directory inside it and removes that (default: /dev/shm)"},
@@ -137,6 +139,7 @@ type benchConfig struct {
 	buffer      int
 	segmentSize int64
 	segments    int
+	rounds      int
 	transports  []string
 	measures    []string
 	cpuprofile  string
@@ -148,6 +151,7 @@ func parseBenchFlags(c *cli.Context) (*benchConfig, error) {
 		rate:       c.Float64("rate"),
 		samples:    c.Int("samples"),
 		segments:   c.Int("segments"),
+		rounds:     c.Int("rounds"),
 		cpuprofile: c.String("cpuprofile"),
 	}
 	for _, s := range strings.Split(c.String("sizes"), ",") {
@@ -171,6 +175,9 @@ func parseBenchFlags(c *cli.Context) (*benchConfig, error) {
 	}
 	if cfg.segments < segment.MinSegments || cfg.segments > segment.MaxSegments {
 		return nil, usagef("--segments %d: want %d to %d", cfg.segments, segment.MinSegments, segment.MaxSegments)
+	}
+	if cfg.rounds < 1 || cfg.rounds > 100 {
+		return nil, usagef("--rounds %d: want 1 to 100", cfg.rounds)
 	}
 	if cfg.duration <= 0 {
 		return nil, usagef("--duration %v: want more than 0", cfg.duration)
@@ -224,13 +231,16 @@ func benchList(flag, s string, known []string) ([]string, error) {
 
 // benchReport is everything one run measured; --json prints it as it is.
 type benchReport struct {
-	Machine  benchMachine   `json:"machine"`
-	Dir      string         `json:"dir"`
-	TmpFS    bool           `json:"tmpfs"`
-	Settings benchSettings  `json:"settings"`
-	Alone    []aloneResult  `json:"alone"`
-	Follow   []followResult `json:"follow"`
-	Latency  *latencyResult `json:"latency,omitempty"`
+	Machine benchMachine `json:"machine"`
+	// LoadStart and LoadEnd are the load averages (/proc/loadavg) before and after.
+	LoadStart string         `json:"loadavg_start"`
+	LoadEnd   string         `json:"loadavg_end"`
+	Dir       string         `json:"dir"`
+	TmpFS     bool           `json:"tmpfs"`
+	Settings  benchSettings  `json:"settings"`
+	Alone     []aloneResult  `json:"alone"`
+	Follow    []followResult `json:"follow"`
+	Latency   *latencyResult `json:"latency,omitempty"`
 }
 
 type benchMachine struct {
@@ -253,6 +263,7 @@ type benchSettings struct {
 	Buffer      int      `json:"rename_buffer"`
 	SegmentSize int64    `json:"segment_size"`
 	Segments    int      `json:"segments"`
+	Rounds      int      `json:"rounds"`
 }
 
 // aloneResult is the producer alone: how fast it sends with nothing else going on but a
@@ -282,6 +293,8 @@ type followResult struct {
 	Sent     uint64 `json:"sent"`
 	Received uint64 `json:"received"`
 	Lost     uint64 `json:"lost"`
+	// Warmup counts the warm-up records sent before the measured ones.
+	Warmup uint64 `json:"warmup_records"`
 	// ProducerPerSec is the rate at which the producer sent; RecordsPerSec and MBPerSec
 	// the rate of delivery: measured records received, over the time from the first
 	// measured send to the receipt of the last.
@@ -345,7 +358,7 @@ func bench(c *cli.Context) error {
 	rep := &benchReport{Machine: describeMachine(), Dir: dir, Settings: benchSettings{
 		DurationS: cfg.duration.Seconds(), WarmupS: cfg.warmup.Seconds(), Sizes: cfg.sizes,
 		Transports: cfg.transports, Rate: cfg.rate, Samples: cfg.samples, LatencySize: cfg.latencySize,
-		Buffer: cfg.buffer, SegmentSize: cfg.segmentSize, Segments: cfg.segments,
+		Buffer: cfg.buffer, SegmentSize: cfg.segmentSize, Segments: cfg.segments, Rounds: cfg.rounds,
 	}}
 	if info, err := ramdisk.Check(dir); err == nil {
 		rep.TmpFS = info.TmpFS
@@ -369,36 +382,66 @@ func bench(c *cli.Context) error {
 		}()
 	}
 
-	// Interleaved: every transport for one size and measurement, then the next, so that a
-	// noisy spell on the machine hits them alike.
-	for _, size := range cfg.sizes {
-		if slices.Contains(cfg.measures, measureAlone) {
-			for _, t := range cfg.transports {
-				r, err := b.alone(t, size)
-				if err != nil {
-					return fmt.Errorf("bench: %s, %s alone: %v", t, ramdisk.FormatSize(int64(size)), err)
+	// Interleaved: every transport for one size and measurement, then the next, and
+	// every round in turn, so that a noisy spell on the machine hits them alike.
+	rep.LoadStart = loadAverage()
+	var alone [][]aloneResult   // per cell, one per round
+	var follow [][]followResult // per cell, one per round
+	var lat [][]latencyRow      // per transport, one per round
+	for round := range cfg.rounds {
+		var cell, fcell int
+		for _, size := range cfg.sizes {
+			if slices.Contains(cfg.measures, measureAlone) {
+				for _, t := range cfg.transports {
+					r, err := b.alone(t, size)
+					if err != nil {
+						return fmt.Errorf("bench: %s, %s alone: %v", t, ramdisk.FormatSize(int64(size)), err)
+					}
+					if round == 0 {
+						alone = append(alone, nil)
+					}
+					alone[cell] = append(alone[cell], r)
+					cell++
 				}
-				rep.Alone = append(rep.Alone, r)
+			}
+			if slices.Contains(cfg.measures, measureFollow) {
+				for _, t := range cfg.transports {
+					r, err := b.follow(t, size)
+					if err != nil {
+						return fmt.Errorf("bench: %s, %s to a reader process: %v", t, ramdisk.FormatSize(int64(size)), err)
+					}
+					if round == 0 {
+						follow = append(follow, nil)
+					}
+					follow[fcell] = append(follow[fcell], r)
+					fcell++
+				}
 			}
 		}
-		if slices.Contains(cfg.measures, measureFollow) {
-			for _, t := range cfg.transports {
-				r, err := b.follow(t, size)
+		if slices.Contains(cfg.measures, measureLatency) {
+			for i, t := range cfg.transports {
+				r, err := b.latency(t, cfg.latencySize)
 				if err != nil {
-					return fmt.Errorf("bench: %s, %s to a reader process: %v", t, ramdisk.FormatSize(int64(size)), err)
+					return fmt.Errorf("bench: %s latency: %v", t, err)
 				}
-				rep.Follow = append(rep.Follow, r)
+				if round == 0 {
+					lat = append(lat, nil)
+				}
+				lat[i] = append(lat[i], r)
 			}
 		}
 	}
-	if slices.Contains(cfg.measures, measureLatency) {
+	rep.LoadEnd = loadAverage()
+	for _, rs := range alone {
+		rep.Alone = append(rep.Alone, medianRound(rs, func(r aloneResult) float64 { return r.RecordsPerSec }))
+	}
+	for _, rs := range follow {
+		rep.Follow = append(rep.Follow, medianRound(rs, func(r followResult) float64 { return r.RecordsPerSec }))
+	}
+	if len(lat) > 0 {
 		rep.Latency = &latencyResult{Size: cfg.latencySize, Rate: cfg.rate, Samples: cfg.samples}
-		for _, t := range cfg.transports {
-			r, err := b.latency(t, cfg.latencySize)
-			if err != nil {
-				return fmt.Errorf("bench: %s latency: %v", t, err)
-			}
-			rep.Latency.Transports = append(rep.Latency.Transports, r)
+		for _, rs := range lat {
+			rep.Latency.Transports = append(rep.Latency.Transports, medianRound(rs, func(r latencyRow) float64 { return r.P50 }))
 		}
 	}
 	rep.ratios()
@@ -410,6 +453,22 @@ func bench(c *cli.Context) error {
 		return enc.Encode(rep)
 	}
 	return rep.print(out)
+}
+
+// medianRound returns the round whose key is the median (the lower one of two).
+func medianRound[T any](rounds []T, key func(T) float64) T {
+	s := slices.Clone(rounds)
+	slices.SortStableFunc(s, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
+	return s[(len(s)-1)/2]
+}
+
+// loadAverage returns the first three fields of /proc/loadavg, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // ratios fills in the FileringOver columns.
@@ -503,7 +562,7 @@ func (b *bencher) follow(transport string, size int) (followResult, error) {
 	if err != nil {
 		return followResult{}, err
 	}
-	r := followResult{Size: size, Transport: transport, Sent: res.sent, Received: rep.Received, Lost: rep.Lost,
+	r := followResult{Size: size, Transport: transport, Sent: res.sent, Received: rep.Received, Lost: rep.Lost, Warmup: res.warm,
 		ProducerPerSec: float64(res.sent) / res.elapsed.Seconds()}
 	if transport == transFilering {
 		r.SegmentSize, r.Segments = b.ringSegmentSize(size), b.segments
@@ -813,6 +872,7 @@ func (s *renameSender) close() error {
 
 // pumpResult describes a throughput run's measured part.
 type pumpResult struct {
+	warm    uint64        // warm-up records sent
 	sent    uint64        // measured records sent
 	start   time.Time     // just before the first measured record was sent
 	elapsed time.Duration // from start to just after the last measured record was sent
@@ -840,10 +900,12 @@ func pump(s sender, f frame, warm, d time.Duration, end bool) (pumpResult, error
 			}
 		}
 	}
-	if _, err := run(phaseWarm, warm); err != nil {
+	w, err := run(phaseWarm, warm)
+	if err != nil {
 		return pumpResult{}, err
 	}
 	res, err := run(phaseMeasured, d)
+	res.warm = w.sent
 	if err != nil || !end {
 		return res, err
 	}
@@ -1261,11 +1323,12 @@ func (rep *benchReport) print(out io.Writer) error {
 	}
 	bw := bufio.NewWriter(out)
 	fmt.Fprintf(bw, "machine:   %s/%s, %d CPUs, %s, %s, %s\n", m.GOOS, m.GOARCH, m.NumCPU, m.Kernel, m.CPU, m.GoVersion)
+	fmt.Fprintf(bw, "load:      %s before, %s after (1, 5, 15 min load averages)\n", rep.LoadStart, rep.LoadEnd)
 	fmt.Fprintf(bw, "directory: %s (%s, removed after)\n", rep.Dir, fs)
 	fmt.Fprintf(bw, "settings:  %v per throughput run after %v of warm-up; rings of %d segments of %s (more for large records);\n"+
-		"           rename rewrites the last %s of records; MB/s counts payload bytes, 1 MB = 10^6 bytes\n",
+		"           rename rewrites the last %s of records; MB/s counts payload bytes, 1 MB = 10^6 bytes\n%s",
 		time.Duration(s.DurationS*1e9), time.Duration(s.WarmupS*1e9), s.Segments, ramdisk.FormatSize(s.SegmentSize),
-		ramdisk.FormatSize(int64(s.Buffer)))
+		ramdisk.FormatSize(int64(s.Buffer)), roundsNote(s.Rounds))
 
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Alone) > 0 {
@@ -1298,6 +1361,13 @@ func (rep *benchReport) print(out io.Writer) error {
 		tw.Flush()
 	}
 	return bw.Flush()
+}
+
+func roundsNote(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return fmt.Sprintf("           %d interleaved rounds; each row is its median round (by records/s, or p50)\n", n)
 }
 
 // siRate prints a rate with an SI prefix: 950, 84.3k, 21.4M.
