@@ -194,6 +194,19 @@ func (tk *Taken) Done() error {
 	return err
 }
 
+// SetAside renames a damaged claimed segment to N.damaged, where no taker looks, so
+// that it does not block the segments after it, and keeps it for inspection. It
+// returns the new path.
+func (tk *Taken) SetAside() (string, error) {
+	name := segment.Name(tk.seg.num)[:segment.NameDigits] + DamagedSuffix
+	err := tk.r.dir.Rename(tk.name, name, true)
+	tk.seg.close()
+	return tk.r.dir.Join(name), err
+}
+
+// DamagedSuffix ends the name of a claimed segment a taker found damaged and set aside.
+const DamagedSuffix = ".damaged"
+
 // Close releases the segment without deleting it: it stays claimed, and the next Take
 // delivers it again.
 func (tk *Taken) Close() error {

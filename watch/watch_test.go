@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -554,4 +555,69 @@ func BenchmarkSnapshot(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A segment truncated under a reader's mapping (not something a filering producer ever
+// does) makes reads fault: the reader reports corruption instead of crashing.
+func TestSnapshot_SegmentTruncatedUnderMapping(t *testing.T) {
+	dir := tmpRing(t)
+	w := produce(t, dir, publish.Options{SegmentSize: 64 << 10}, 2000)
+	w.Close()
+	r := openRing(t, dir)
+	s, err := r.Snapshot(Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, _ := r.Manifest()
+	for _, e := range m.Segments {
+		if err := os.Truncate(filepath.Join(dir, e.Name), 4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for s.Next() {
+		n++
+	}
+	var ce *segment.CorruptionError
+	if !errors.As(s.Err(), &ce) || !errors.Is(s.Err(), segment.ErrFault) {
+		t.Fatalf("after %d records: error %v, want a fault reported as corruption", n, s.Err())
+	}
+	// Opening the truncated files afresh is refused before mapping.
+	if _, err := r.Snapshot(Selection{}); err == nil || !errors.Is(err, segment.ErrHeader) {
+		t.Fatalf("snapshot of truncated segments: %v", err)
+	}
+}
+
+func TestTaker_SetsAsideDamagedSegment(t *testing.T) {
+	dir := tmpRing(t)
+	w := produce(t, dir, publish.Options{SegmentSize: 4096}, 400)
+	w.Close()
+	m, _ := openRing(t, dir).Manifest()
+	first := m.Segments[0]
+	b, _ := os.ReadFile(filepath.Join(dir, first.Name))
+	b[segment.HeaderSize+3*32+24] ^= 1 // the payload byte of the fourth record
+	os.WriteFile(filepath.Join(dir, first.Name), b, 0o640)
+
+	r := openRing(t, dir)
+	tk, err := r.Taker().Take()
+	if err != nil || tk.Number() != first.Number() {
+		t.Fatalf("Take: %v", err)
+	}
+	n := 0
+	for tk.Next() {
+		n++
+	}
+	if n != 3 || !errors.Is(tk.Err(), segment.ErrChecksum) {
+		t.Fatalf("read %d records before %v", n, tk.Err())
+	}
+	path, err := tk.SetAside()
+	if err != nil || !strings.HasSuffix(path, ".damaged") {
+		t.Fatalf("SetAside: %q %v", path, err)
+	}
+	next, err := r.Taker().Take()
+	if err != nil || next.Number() != m.Segments[1].Number() {
+		t.Fatalf("the damaged segment blocks the next one: %v", err)
+	}
+	next.Done()
 }

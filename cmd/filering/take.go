@@ -42,11 +42,12 @@ func take(c *cli.Context) error {
 	defer r.Close()
 	t := r.Taker()
 	defer t.Close()
+	var damaged error
 	for {
 		tk, err := t.Take()
 		if errors.Is(err, watch.ErrNothingToTake) {
 			if !c.Bool("follow") {
-				return nil
+				return damaged
 			}
 			if err := t.Wait(ctx); err != nil {
 				return quiet(ctx, err)
@@ -71,8 +72,14 @@ func take(c *cli.Context) error {
 			return err
 		}
 		if err := tk.Err(); err != nil {
-			tk.Close()
-			return err
+			// Its good records are delivered; set it aside so it blocks no other segment.
+			path, serr := tk.SetAside()
+			if serr != nil {
+				return fmt.Errorf("%w; setting it aside failed: %v", err, serr)
+			}
+			fmt.Fprintf(c.App.ErrWriter, "filering: %v; records before the damage were printed, the segment was kept as %s\n", err, path)
+			damaged = fmt.Errorf("%s: took a damaged segment", dir)
+			continue
 		}
 		if err := tk.Done(); err != nil {
 			return err
