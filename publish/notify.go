@@ -54,6 +54,7 @@ func (w *Writer) wake() {
 		return
 	}
 	w.pending = false
+	w.lastWake = time.Now().UnixNano()
 	segment.SetCommitted(h.b, int64(h.off))
 	var buf [8]byte
 	binary.LittleEndian.PutUint64(buf[:], uint64(h.off))
@@ -66,6 +67,17 @@ func (w *Writer) wake() {
 	w.waking = nil
 	w.cond.Broadcast()
 	w.mu.Unlock()
+}
+
+// wakeNow makes the wake-up write for h in the caller's goroutine. Called with w.mu held
+// and no wake-up write in flight.
+func (w *Writer) wakeNow(h *hotSegment, now int64) {
+	w.pending = false
+	w.lastWake = now
+	segment.SetCommitted(h.b, int64(h.off))
+	var buf [8]byte
+	binary.LittleEndian.PutUint64(buf[:], uint64(h.off))
+	h.f.WriteAt(buf[:], segment.OffCommitted) // a hint only: a failure loses no record
 }
 
 // waitWake waits until no wake-up write to h is in flight. Called with w.mu held.

@@ -125,7 +125,8 @@ type Writer struct {
 	next      uint64 // sequence number of the next record
 	closed    bool
 	dirty     bool // the manifest on disk is behind man
-	pending   bool // records were appended since the last wake-up write
+	pending   bool  // records were appended since the last wake-up write
+	lastWake  int64 // when the last wake-up write was made, ns since the epoch
 	waking    *hotSegment
 	spare     *spare // the next segment, allocated ahead of need
 	preparing bool   // the preparer is allocating a spare
@@ -289,10 +290,16 @@ func (w *Writer) Append(p []byte) (uint64, error) {
 		h = w.hot
 	}
 	seq := w.next
-	h.off = segment.PutRecord(h.b, h.off, seq, time.Now().UnixNano(), p)
+	now := time.Now().UnixNano()
+	h.off = segment.PutRecord(h.b, h.off, seq, now, p)
 	h.count++
 	w.next++
-	if !w.pending {
+	switch {
+	case now-w.lastWake >= int64(wakeInterval) && w.waking == nil:
+		// The first record after a quiet spell: announce it at once, here, rather than
+		// pay for waking the background goroutine first.
+		w.wakeNow(h, now)
+	case !w.pending:
 		w.pending = true
 		select {
 		case w.kick <- struct{}{}:
