@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/filering/filering/internal/ringtest"
 )
 
 // errInjected is the error the faulty file system returns.
@@ -93,7 +95,7 @@ func TestFaults(t *testing.T) {
 				name := fmt.Sprintf("%s/%d/permanent=%v", op, n, permanent)
 				t.Run(name, func(t *testing.T) {
 					ffs := &faultFS{op: op, n: n, permanent: permanent}
-					dir := tmpRing(t)
+					dir := ringtest.Dir(t)
 					w, err := openFS(dir, Options{SegmentSize: 4096, Segments: 1000}, func(fs fileSystem) fileSystem {
 						ffs.fileSystem = fs
 						return ffs
@@ -161,7 +163,7 @@ func TestFaults(t *testing.T) {
 // and go on.
 func TestFaults_NoSpace(t *testing.T) {
 	ffs := &faultFS{op: "allocate", n: 4, times: 3, errno: unix.ENOSPC}
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	var logged []string
 	w, err := openFS(dir, Options{SegmentSize: 4096, Segments: 100, Logf: func(f string, a ...any) {
 		logged = append(logged, fmt.Sprintf(f, a...))

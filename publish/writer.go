@@ -124,7 +124,7 @@ type Writer struct {
 	hot       *hotSegment
 	next      uint64 // sequence number of the next record
 	closed    bool
-	dirty     bool // the manifest on disk is behind man
+	dirty     bool  // the manifest on disk is behind man
 	pending   bool  // records were appended since the last wake-up write
 	lastWake  int64 // when the last wake-up write was made, ns since the epoch
 	waking    *hotSegment

@@ -11,23 +11,9 @@ import (
 	"time"
 
 	"github.com/filering/filering/internal/ringdir"
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/segment"
 )
-
-// tmpRing returns a ring directory path on tmpfs when there is one.
-func tmpRing(t testing.TB) string {
-	t.Helper()
-	base := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	d, err := os.MkdirTemp(base, "filering-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return filepath.Join(d, "ring")
-}
 
 // readAll reads every record of the ring at dir with a plain scan of the manifest's
 // segments, independent of the watch package.
@@ -66,7 +52,7 @@ func readAll(t testing.TB, dir string) (m *segment.Manifest, seqs []uint64, data
 }
 
 func TestWriter_AppendReopen(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w, err := Open(dir, Options{SegmentSize: 4096, Segments: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +97,7 @@ func TestWriter_AppendReopen(t *testing.T) {
 }
 
 func TestWriter_SecondProducerRefused(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +132,7 @@ func TestWriter_CrashRecovery(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := tmpRing(t)
+			dir := ringtest.Dir(t)
 			w, err := Open(dir, Options{SegmentSize: 4096, Segments: 8})
 			if err != nil {
 				t.Fatal(err)
@@ -183,7 +169,7 @@ func TestWriter_CrashRecovery(t *testing.T) {
 }
 
 func TestWriter_SweepsLeftovers(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w, err := Open(dir, Options{SegmentSize: 4096})
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +198,7 @@ func TestWriter_SweepsLeftovers(t *testing.T) {
 }
 
 func TestWriter_TooLarge(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w, err := Open(dir, Options{SegmentSize: 4096})
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +217,7 @@ func TestWriter_TooLarge(t *testing.T) {
 }
 
 func TestWriter_SealAfter(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w, err := Open(dir, Options{SealAfter: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +243,7 @@ func TestWriter_SealAfter(t *testing.T) {
 }
 
 func TestWriter_Modes(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	old := umask(0o077)
 	defer umask(old)
 	w, err := Open(dir, Options{FileMode: 0o644, DirMode: 0o755})
@@ -279,7 +265,7 @@ func TestWriter_Modes(t *testing.T) {
 }
 
 func TestOpen_RefusesSymlink(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +279,7 @@ func TestOpen_RefusesSymlink(t *testing.T) {
 func BenchmarkAppend(b *testing.B) {
 	for _, n := range []int{64, 1024, 4096} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			w, err := Open(tmpRing(b), Options{})
+			w, err := Open(ringtest.Dir(b), Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -312,7 +298,7 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 func TestAppend_NoAllocations(t *testing.T) {
-	w, err := Open(tmpRing(t), Options{SegmentSize: 1 << 20})
+	w, err := Open(ringtest.Dir(t), Options{SegmentSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +312,7 @@ func TestAppend_NoAllocations(t *testing.T) {
 // A hot segment whose file vanished while its producer was dead: the sequence skips
 // every number it could have held, and its segment number is not used again.
 func TestWriter_RecoverMissingHot(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w, err := Open(dir, Options{SegmentSize: 4096})
 	if err != nil {
 		t.Fatal(err)

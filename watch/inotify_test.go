@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/publish"
 )
 
@@ -37,7 +38,7 @@ func TestFollower_InotifyOverflow(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 64 << 10, Segments: 64}, 1)
 	defer w.Close()
 	r := openRing(t, dir)
@@ -88,7 +89,7 @@ func TestFollower_InotifyExhausted(t *testing.T) {
 		return
 	}
 	needRoot(t)
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	os.Chmod(strings.TrimSuffix(dir, "/ring"), 0o755)
 	w, err := publish.Open(dir, publish.Options{SegmentSize: 16 << 10, Segments: 64, FileMode: 0o644, DirMode: 0o755})
 	if err != nil {

@@ -12,23 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/segment"
 )
-
-func tmpRing(t testing.TB) string {
-	t.Helper()
-	base := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	d, err := os.MkdirTemp(base, "filering-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return filepath.Join(d, "ring")
-}
 
 // produce appends records "1".."n" (payload = decimal sequence number) to a new ring.
 func produce(t testing.TB, dir string, opts publish.Options, n int) *publish.Writer {
@@ -99,7 +86,7 @@ func equal(a, b []uint64) bool {
 }
 
 func TestSnapshot_Selections(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	// 4 KiB segments hold ~150 of these records: 1000 records fill 7 or so, 4 retained.
 	w := produce(t, dir, publish.Options{SegmentSize: 4096, Segments: 4}, 1000)
 	defer w.Close()
@@ -138,7 +125,7 @@ func TestSnapshot_Selections(t *testing.T) {
 }
 
 func TestSnapshot_EmptyRing(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{}, 0)
 	defer w.Close()
 	r := openRing(t, dir)
@@ -152,7 +139,7 @@ func TestSnapshot_EmptyRing(t *testing.T) {
 }
 
 func TestSnapshot_NoRing(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	os.MkdirAll(dir, 0o750)
 	r := openRing(t, dir)
 	if _, err := r.Snapshot(Selection{}); !errors.Is(err, ErrNoRing) {
@@ -162,7 +149,7 @@ func TestSnapshot_NoRing(t *testing.T) {
 
 // A segment taken (renamed away) while the manifest still lists it is skipped.
 func TestSnapshot_VanishedSegment(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 4096, Segments: 8}, 600)
 	w.Close()
 	r := openRing(t, dir)
@@ -192,7 +179,7 @@ func TestSnapshot_VanishedSegment(t *testing.T) {
 
 // Snapshots taken while the producer appends and rolls are always contiguous.
 func TestSnapshot_WhileProducing(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 4096, Segments: 3}, 1)
 	r := openRing(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -216,7 +203,7 @@ func TestSnapshot_WhileProducing(t *testing.T) {
 }
 
 func TestFollower_StartsBeforeRingAndSeesAll(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	os.MkdirAll(dir, 0o750)
 	r := openRing(t, dir)
 	f, err := r.Follow(Selection{})
@@ -255,7 +242,7 @@ func TestFollower_ReportsLossExactly(t *testing.T) {
 		t.Run(fmt.Sprintf("polling=%v", poll), func(t *testing.T) {
 			noInotify = poll
 			defer func() { noInotify = false }()
-			dir := tmpRing(t)
+			dir := ringtest.Dir(t)
 			w := produce(t, dir, publish.Options{SegmentSize: 4096, Segments: 2}, 10)
 			defer w.Close()
 			r := openRing(t, dir)
@@ -302,7 +289,7 @@ func TestFollower_ReportsLossExactly(t *testing.T) {
 }
 
 func TestTaker_ExactlyOnce(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 4096, Segments: 1000}, 0)
 	r := openRing(t, dir)
 	var mu sync.Mutex
@@ -368,7 +355,7 @@ func TestTaker_ExactlyOnce(t *testing.T) {
 }
 
 func TestTaker_RedeliversAbandonedClaim(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 4096}, 300)
 	w.Close()
 	r := openRing(t, dir)
@@ -401,7 +388,7 @@ func TestTaker_RedeliversAbandonedClaim(t *testing.T) {
 }
 
 func TestTaker_SkipsHotSegment(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{}, 5)
 	defer w.Close()
 	r := openRing(t, dir)
@@ -411,7 +398,7 @@ func TestTaker_SkipsHotSegment(t *testing.T) {
 }
 
 func BenchmarkSnapshotLast1000(b *testing.B) {
-	dir := tmpRing(b)
+	dir := ringtest.Dir(b)
 	w := produce(b, dir, publish.Options{}, 16<<20/40)
 	defer w.Close()
 	r := openRing(b, dir)
@@ -431,7 +418,7 @@ func BenchmarkSnapshotLast1000(b *testing.B) {
 func TestFollower_SurvivesRingRecreated(t *testing.T) {
 	for _, how := range []string{"directory replaced", "contents replaced"} {
 		t.Run(how, func(t *testing.T) {
-			dir := tmpRing(t)
+			dir := ringtest.Dir(t)
 			w := produce(t, dir, publish.Options{SegmentSize: 4096}, 300)
 			w.Close()
 			r := openRing(t, dir)
@@ -468,7 +455,7 @@ func TestFollower_SurvivesRingRecreated(t *testing.T) {
 }
 
 func TestFollower_NoAllocationsPerRecord(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 1 << 20}, 1)
 	defer w.Close()
 	r := openRing(t, dir)
@@ -495,7 +482,7 @@ func TestFollower_NoAllocationsPerRecord(t *testing.T) {
 func BenchmarkFollow(b *testing.B) {
 	for _, n := range []int{64, 1024, 65536} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			dir := tmpRing(b)
+			dir := ringtest.Dir(b)
 			w := produce(b, dir, publish.Options{SegmentSize: 64 << 20, Segments: 4}, 0)
 			defer w.Close()
 			r := openRing(b, dir)
@@ -532,7 +519,7 @@ func BenchmarkFollow(b *testing.B) {
 func BenchmarkSnapshot(b *testing.B) {
 	for _, n := range []int{64, 1024, 65536} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			dir := tmpRing(b)
+			dir := ringtest.Dir(b)
 			w := produce(b, dir, publish.Options{SegmentSize: 4 << 20, Segments: 4}, 0)
 			p := make([]byte, n)
 			var count int
@@ -560,7 +547,7 @@ func BenchmarkSnapshot(b *testing.B) {
 // A segment truncated under a reader's mapping (not something a filering producer ever
 // does) makes reads fault: the reader reports corruption instead of crashing.
 func TestSnapshot_SegmentTruncatedUnderMapping(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 64 << 10}, 2000)
 	w.Close()
 	r := openRing(t, dir)
@@ -590,7 +577,7 @@ func TestSnapshot_SegmentTruncatedUnderMapping(t *testing.T) {
 }
 
 func TestTaker_SetsAsideDamagedSegment(t *testing.T) {
-	dir := tmpRing(t)
+	dir := ringtest.Dir(t)
 	w := produce(t, dir, publish.Options{SegmentSize: 4096}, 400)
 	w.Close()
 	m, _ := openRing(t, dir).Manifest()

@@ -55,16 +55,23 @@ func watchCommand() *cli.Command {
 	}
 }
 
-func cat(c *cli.Context) error {
+// readArgs returns what cat and watch are asked for: the ring, the selection and the
+// output.
+func readArgs(c *cli.Context) (string, watch.Selection, *recordWriter, error) {
 	dir, err := ringArg(c)
 	if err != nil {
-		return err
+		return "", watch.Selection{}, nil, err
 	}
 	sel, err := selection(c)
 	if err != nil {
-		return err
+		return "", watch.Selection{}, nil, err
 	}
 	out, err := newRecordWriter(c.App.Writer, c.String("format"))
+	return dir, sel, out, err
+}
+
+func cat(c *cli.Context) error {
+	dir, sel, out, err := readArgs(c)
 	if err != nil {
 		return err
 	}
@@ -90,15 +97,7 @@ func cat(c *cli.Context) error {
 }
 
 func follow(c *cli.Context) error {
-	dir, err := ringArg(c)
-	if err != nil {
-		return err
-	}
-	sel, err := selection(c)
-	if err != nil {
-		return err
-	}
-	out, err := newRecordWriter(c.App.Writer, c.String("format"))
+	dir, sel, out, err := readArgs(c)
 	if err != nil {
 		return err
 	}

@@ -8,36 +8,22 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/watch"
 )
-
-func ringDir(t *testing.T) string {
-	t.Helper()
-	base := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	d, err := os.MkdirTemp(base, "filering-serve-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d + "/ring"
-}
 
 // startServe runs the serve handlers over real HTTP on a loopback port, with n records
 // already in the ring, and returns the base URL and the producer.
 func startServe(t *testing.T, n int) (string, *publish.Writer) {
 	t.Helper()
-	dir := ringDir(t)
+	dir := ringtest.Dir(t)
 	w, err := publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

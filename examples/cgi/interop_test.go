@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/segment"
 	"github.com/filering/filering/watch"
@@ -31,20 +32,6 @@ func python(t *testing.T) string {
 		t.Skip("python3 not found")
 	}
 	return p
-}
-
-func ringDir(t *testing.T) string {
-	t.Helper()
-	base := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	d, err := os.MkdirTemp(base, "filering-interop-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return filepath.Join(d, "ring")
 }
 
 type pyRecord struct {
@@ -78,7 +65,7 @@ func readPython(t *testing.T, py, dir string, args ...string) ([]pyRecord, strin
 // what the Go reader returns, byte for byte.
 func TestInterop_GoWritesPythonReads(t *testing.T) {
 	py := python(t)
-	dir := ringDir(t)
+	dir := ringtest.Dir(t)
 	w, err := publish.Open(dir, publish.Options{SegmentSize: 8192, Segments: 6})
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +147,7 @@ func TestInterop_GoWritesPythonReads(t *testing.T) {
 // by the Python reader as corruption naming the file and offset.
 func TestInterop_PythonDetectsCorruption(t *testing.T) {
 	py := python(t)
-	dir := ringDir(t)
+	dir := ringtest.Dir(t)
 	w, err := publish.Open(dir, publish.Options{SegmentSize: 8192})
 	if err != nil {
 		t.Fatal(err)
