@@ -39,6 +39,7 @@ type Scanner struct {
 	err    error
 	rec    Record
 	buf    []byte
+	skim   bool // Skip is running: check framing and sequence only
 }
 
 // NewScanner returns a Scanner over the segment in b, whose header h the caller has
@@ -138,6 +139,16 @@ func (s *Scanner) read(w uint64) error {
 	if size < RecordHeaderSize || size > len(s.b)-s.off || RecordSpan(size-RecordHeaderSize) > len(s.b)-s.off {
 		return fmt.Errorf("%w: %d", ErrRecordSize, size)
 	}
+	if s.skim {
+		seq := binary.LittleEndian.Uint64(s.b[s.off+8:])
+		if seq != s.next {
+			return fmt.Errorf("%w: sequence %d, want %d", ErrSequence, seq, s.next)
+		}
+		s.rec = Record{Seq: seq}
+		s.off += RecordSpan(size - RecordHeaderSize)
+		s.next++
+		return nil
+	}
 	n := size - 8
 	if cap(s.buf) < n {
 		s.buf = make([]byte, n, max(n, 2*cap(s.buf)))
@@ -169,6 +180,17 @@ func (s *Scanner) guard(ok *bool, old bool) {
 		s.err = &CorruptionError{Path: s.path, Offset: int64(s.off), Err: fmt.Errorf("%w: %v", ErrFault, r)}
 		*ok = false
 	}
+}
+
+// Skip advances over the next committed record like Next, but checks only its framing
+// (size, bounds, sequence number), not its CRC, and copies nothing: it is for finding
+// where records are without reading them. After Skip, Record holds only Seq. A record
+// passed over this way that is torn or damaged is caught by the Next that reads it.
+func (s *Scanner) Skip() bool {
+	s.skim = true
+	ok := s.Next()
+	s.skim = false
+	return ok
 }
 
 // Record returns the record Next advanced to. Data aliases a buffer owned by the Scanner

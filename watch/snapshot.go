@@ -116,8 +116,9 @@ func (s *Snapshot) bound(m *segment.Manifest, n uint64) error {
 	var pos int // next slot of offs when it is full
 	var lastSeq, count uint64
 	for {
+		// Only the records delivered are read and checked; the others are skipped.
 		off := sc.Offset()
-		if !sc.Next() {
+		if !sc.Skip() {
 			break
 		}
 		lastSeq = sc.Record().Seq

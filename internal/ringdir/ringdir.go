@@ -177,12 +177,11 @@ func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 	if size <= 0 || int64(int(size)) != size {
 		return nil, fmt.Errorf("%s: cannot map %d bytes", f.Name(), size)
 	}
-	prot, flags := unix.PROT_READ, unix.MAP_SHARED
+	// Readers and the writer touch every page of a segment: fault them all in now, in
+	// one system call, rather than one page fault per page on the record path.
+	prot, flags := unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE
 	if writable {
-		// The writer touches every page: fault them all in now, at segment creation,
-		// rather than one by one on the append path.
 		prot |= unix.PROT_WRITE
-		flags |= unix.MAP_POPULATE
 	}
 	b, err := unix.Mmap(int(f.Fd()), 0, int(size), prot, flags)
 	if err != nil {
