@@ -22,11 +22,14 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -80,7 +83,7 @@ const (
 )
 
 // timeCheckEvery is how many records a throughput run sends between two readings of the
-// clock. Reading it for every record would cost a fast producer a third of its time.
+// clock. On a virtual machine a clock reading can cost a quarter of a small append.
 const timeCheckEvery = 64
 
 // benchPeerEnv carries a peer's configuration, as JSON, to the re-executed binary.
@@ -92,12 +95,15 @@ const (
 	renameTemp   = ".buffer.tmp"
 )
 
+// init turns the process into a bench reader when it was started as one. It must run
+// before main: a test binary started again has no `bench-reader` command to run.
 func init() {
 	if cfg, ok := os.LookupEnv(benchPeerEnv); ok {
 		os.Exit(runBenchPeer(cfg))
 	}
 }
 
+// benchCommand returns the `filering bench` command.
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
@@ -332,6 +338,38 @@ type bencher struct {
 	*benchConfig
 	dir    string    // working directory, removed at the end
 	stderr io.Writer // for notices
+
+	mu      sync.Mutex
+	peer    *peer // the reader process running, if any
+	stopped bool  // interrupted: start no more readers
+}
+
+// interruptible makes SIGINT and SIGTERM stop the reader process, remove the working
+// directory and end the process: the rings would otherwise stay in memory on tmpfs.
+// Call the function it returns when done.
+func (b *bencher) interruptible() (done func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			b.mu.Lock()
+			b.stopped = true
+			if b.peer != nil {
+				b.peer.cmd.Process.Kill()
+			}
+			b.mu.Unlock()
+			os.RemoveAll(b.dir)
+			fmt.Fprintf(b.stderr, "filering: bench: %v: stopped, %s removed\n", sig, b.dir)
+			os.Exit(1)
+		case <-stop:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(stop)
+	}
 }
 
 func bench(c *cli.Context) error {
@@ -355,6 +393,7 @@ func bench(c *cli.Context) error {
 	}
 	defer os.RemoveAll(dir)
 	b := &bencher{benchConfig: cfg, dir: dir, stderr: c.App.ErrWriter}
+	defer b.interruptible()()
 	rep := &benchReport{Machine: describeMachine(), Dir: dir, Settings: benchSettings{
 		DurationS: cfg.duration.Seconds(), WarmupS: cfg.warmup.Seconds(), Sizes: cfg.sizes,
 		Transports: cfg.transports, Rate: cfg.rate, Samples: cfg.samples, LatencySize: cfg.latencySize,
@@ -382,9 +421,27 @@ func bench(c *cli.Context) error {
 		}()
 	}
 
-	// Interleaved: every transport for one size and measurement, then the next, and
-	// every round in turn, so that a noisy spell on the machine hits them alike.
 	rep.LoadStart = loadAverage()
+	if err := b.run(rep); err != nil {
+		return fmt.Errorf("bench: %v", err)
+	}
+	rep.LoadEnd = loadAverage()
+	rep.ratios()
+
+	out := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.print(out)
+}
+
+// run makes the measurements and adds them to rep. It runs them interleaved: every
+// transport for one size and measurement, then the next, and every round in turn, so
+// that a noisy spell on the machine hits them alike.
+func (b *bencher) run(rep *benchReport) error {
+	cfg := b.benchConfig
 	var alone [][]aloneResult   // per cell, one per round
 	var follow [][]followResult // per cell, one per round
 	var lat [][]latencyRow      // per transport, one per round
@@ -395,7 +452,7 @@ func bench(c *cli.Context) error {
 				for _, t := range cfg.transports {
 					r, err := b.alone(t, size)
 					if err != nil {
-						return fmt.Errorf("bench: %s, %s alone: %v", t, ramdisk.FormatSize(int64(size)), err)
+						return fmt.Errorf("%s, %s alone: %v", t, ramdisk.FormatSize(int64(size)), err)
 					}
 					if round == 0 {
 						alone = append(alone, nil)
@@ -408,7 +465,7 @@ func bench(c *cli.Context) error {
 				for _, t := range cfg.transports {
 					r, err := b.follow(t, size)
 					if err != nil {
-						return fmt.Errorf("bench: %s, %s to a reader process: %v", t, ramdisk.FormatSize(int64(size)), err)
+						return fmt.Errorf("%s, %s to a reader process: %v", t, ramdisk.FormatSize(int64(size)), err)
 					}
 					if round == 0 {
 						follow = append(follow, nil)
@@ -422,7 +479,7 @@ func bench(c *cli.Context) error {
 			for i, t := range cfg.transports {
 				r, err := b.latency(t, cfg.latencySize)
 				if err != nil {
-					return fmt.Errorf("bench: %s latency: %v", t, err)
+					return fmt.Errorf("%s latency: %v", t, err)
 				}
 				if round == 0 {
 					lat = append(lat, nil)
@@ -431,7 +488,6 @@ func bench(c *cli.Context) error {
 			}
 		}
 	}
-	rep.LoadEnd = loadAverage()
 	for _, rs := range alone {
 		rep.Alone = append(rep.Alone, medianRound(rs, func(r aloneResult) float64 { return r.RecordsPerSec }))
 	}
@@ -444,15 +500,7 @@ func bench(c *cli.Context) error {
 			rep.Latency.Transports = append(rep.Latency.Transports, medianRound(rs, func(r latencyRow) float64 { return r.P50 }))
 		}
 	}
-	rep.ratios()
-
-	out := c.App.Writer
-	if c.Bool("json") {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	return rep.print(out)
+	return nil
 }
 
 // medianRound returns the round whose key is the median (the lower one of two).
@@ -555,10 +603,10 @@ func (b *bencher) follow(transport string, size int) (followResult, error) {
 	if cerr := l.close(); err == nil {
 		err = cerr
 	}
-	rep, perr := p.wait()
-	if perr != nil {
-		return followResult{}, perr // what went wrong in the reader explains a failed send
+	if err != nil {
+		return followResult{}, p.abandon(err)
 	}
+	rep, err := p.wait()
 	if err != nil {
 		return followResult{}, err
 	}
@@ -600,10 +648,10 @@ func (b *bencher) latency(transport string, size int) (latencyRow, error) {
 	if cerr := l.close(); err == nil {
 		err = cerr
 	}
-	rep, perr := p.wait()
-	if perr != nil {
-		return latencyRow{}, perr
+	if err != nil {
+		return latencyRow{}, p.abandon(err)
 	}
+	rep, err := p.wait()
 	if err != nil {
 		return latencyRow{}, err
 	}
@@ -971,6 +1019,7 @@ type peer struct {
 	rd     *bufio.Reader
 	stderr bytes.Buffer
 	cancel context.CancelFunc
+	forget func() // tells the bencher it has ended
 }
 
 // startPeer starts a reader process and waits until it is ready to receive. data is the
@@ -997,7 +1046,18 @@ func (b *bencher) startPeer(cfg peerConfig, data *os.File) (*peer, error) {
 	if data != nil {
 		p.cmd.ExtraFiles = append(p.cmd.ExtraFiles, data)
 	}
-	err = p.cmd.Start()
+	b.mu.Lock()
+	if b.stopped {
+		err = errors.New("interrupted")
+	} else if err = p.cmd.Start(); err == nil {
+		b.peer = p
+		p.forget = func() {
+			b.mu.Lock()
+			b.peer = nil
+			b.mu.Unlock()
+		}
+	}
+	b.mu.Unlock()
 	ctlW.Close()
 	if data != nil {
 		data.Close() // the reader process holds it now; the stream ends when it closes it
@@ -1019,6 +1079,9 @@ func (b *bencher) startPeer(cfg peerConfig, data *os.File) (*peer, error) {
 func (p *peer) wait() (peerReport, error) {
 	defer p.cancel()
 	defer p.ctl.Close()
+	if p.forget != nil {
+		defer p.forget()
+	}
 	var rep peerReport
 	derr := json.NewDecoder(p.rd).Decode(&rep)
 	werr := p.cmd.Wait()
@@ -1029,6 +1092,17 @@ func (p *peer) wait() (peerReport, error) {
 		return rep, fmt.Errorf("reader process: report: %v", derr)
 	}
 	return rep, nil
+}
+
+// abandon stops the reader after the producer failed with err, which it returns, unless
+// the reader had failed first and said why: that explains the producer's failure.
+func (p *peer) abandon(err error) error {
+	p.cancel()
+	p.wait()
+	if msg := strings.TrimSpace(p.stderr.String()); msg != "" {
+		return fmt.Errorf("reader process: %s", msg)
+	}
+	return err
 }
 
 // failure describes why the reader failed: what it printed, or err.

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/filering/filering/ramdisk"
+	"github.com/filering/filering/segment"
+)
+
+// runBench runs `filering bench args...` in an app of its own and returns what it printed.
+func runBench(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	app := &cli.App{
+		Name:           "filering",
+		Writer:         &out,
+		ErrWriter:      &errOut,
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands:       []*cli.Command{benchCommand()},
+	}
+	if err := app.Run(append([]string{"filering", "bench"}, args...)); err != nil {
+		t.Fatalf("filering bench %s: %v\nstderr:\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}
+
+// benchDir returns /dev/shm when it is tmpfs with room for the test's rings, and a
+// temporary directory otherwise.
+func benchDir(t *testing.T) string {
+	if info, err := ramdisk.Check("/dev/shm"); err == nil && info.TmpFS && info.Exists && info.Free > 512<<20 {
+		return "/dev/shm"
+	}
+	return t.TempDir()
+}
+
+func TestBench_json(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts reader processes")
+	}
+	start := time.Now()
+	// 32 segments of 4 MiB hold 1.5 million 64-byte records: more than a producer sends
+	// in the 60 ms of warm-up and measurement below, so no record can be overwritten
+	// before the follower reads it.
+	out := runBench(t, "--json", "--duration", "50ms", "--samples", "50", "--sizes", "64",
+		"--segment-size", "4MiB", "--segments", "32", "--dir", benchDir(t))
+	var rep benchReport
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		t.Fatalf("output is not the JSON report: %v\n%s", err, out)
+	}
+
+	m := rep.Machine
+	if m.GOOS == "" || m.GOARCH == "" || m.NumCPU < 1 || m.Kernel == "" || m.CPU == "" || rep.Dir == "" {
+		t.Errorf("machine or directory not described: %+v, dir %q", m, rep.Dir)
+	}
+	positive := func(what string, xs ...float64) {
+		t.Helper()
+		for _, x := range xs {
+			if !(x > 0) {
+				t.Errorf("%s: figure %v, want > 0", what, x)
+			}
+		}
+	}
+
+	if len(rep.Alone) != len(allTransports) {
+		t.Fatalf("alone: %d results, want one per transport: %+v", len(rep.Alone), rep.Alone)
+	}
+	for i, r := range rep.Alone {
+		what := "alone " + r.Transport
+		if r.Transport != allTransports[i] || r.Size != 64 {
+			t.Errorf("%s: size %d, want the transports in order at 64 bytes", what, r.Size)
+		}
+		positive(what, float64(r.Records), r.Seconds, r.RecordsPerSec, r.MBPerSec)
+		if r.Transport != transFilering {
+			positive(what+" ratio", r.FileringOver)
+		}
+	}
+
+	if len(rep.Follow) != len(allTransports) {
+		t.Fatalf("follow: %d results, want one per transport: %+v", len(rep.Follow), rep.Follow)
+	}
+	for _, r := range rep.Follow {
+		what := "follow " + r.Transport
+		positive(what, float64(r.Sent), float64(r.Received), float64(r.Warmup), r.ProducerPerSec,
+			r.Seconds, r.RecordsPerSec, r.MBPerSec, r.LagMS)
+		if r.Transport != transFilering {
+			positive(what+" ratio", r.FileringOver)
+		}
+		if r.Transport == transRename {
+			continue // a reader of a rewritten file may miss records; they are counted as lost
+		}
+		if r.Received != r.Sent || r.Lost != 0 {
+			t.Errorf("%s: sent %d, received %d, lost %d; want every record", what, r.Sent, r.Received, r.Lost)
+		}
+		if r.Transport == transFilering {
+			held := uint64(r.Segments) * uint64((r.SegmentSize-segment.HeaderSize)/int64(segment.RecordSpan(64)))
+			if r.Warmup+r.Sent > held {
+				t.Logf("%s: %d records sent, more than the ring holds (%d)", what, r.Warmup+r.Sent, held)
+			}
+		}
+	}
+
+	if rep.Latency == nil || len(rep.Latency.Transports) != len(allTransports) {
+		t.Fatalf("latency: want one result per transport, got %+v", rep.Latency)
+	}
+	for _, r := range rep.Latency.Transports {
+		what := "latency " + r.Transport
+		positive(what, r.P50, r.P90, r.P99, r.Max)
+		if !(r.P50 <= r.P90 && r.P90 <= r.P99 && r.P99 <= r.Max) {
+			t.Errorf("%s: p50 %v, p90 %v, p99 %v, max %v: not in order", what, r.P50, r.P90, r.P99, r.Max)
+		}
+		if r.Transport != transRename && (r.Received != 50 || r.Lost != 0) {
+			t.Errorf("%s: received %d, lost %d; want all 50 timed records", what, r.Received, r.Lost)
+		}
+		if r.Transport != transFilering {
+			positive(what+" ratio", r.FileringOver)
+		}
+	}
+	t.Logf("bench took %v", time.Since(start))
+}
+
+func TestBench_table(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts reader processes")
+	}
+	out := runBench(t, "--duration", "20ms", "--samples", "10", "--sizes", "1KiB",
+		"--transports", "filering,pipe", "--measure", "alone,latency", "--dir", benchDir(t))
+	for _, want := range []string{"machine:", "directory:", "1. Producer alone", "3. Wake latency",
+		"filering ÷ this", "filering p50 ÷ this", "1KiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "2. Producer to a reader") {
+		t.Errorf("table shows a measurement not asked for:\n%s", out)
+	}
+}
+
+func TestBench_usage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--sizes", "16"},
+		{"--sizes", "64,1kB"},
+		{"--transports", "pipe,carrier-pigeon"},
+		{"--measure", "everything"},
+		{"--rate", "0"},
+		{"--duration", "0s"},
+		{"--segment-size", "1000"},
+	} {
+		app := &cli.App{Name: "filering", Writer: new(bytes.Buffer), ErrWriter: new(bytes.Buffer),
+			ExitErrHandler: func(*cli.Context, error) {}, Commands: []*cli.Command{benchCommand()}}
+		err := app.Run(append([]string{"filering", "bench"}, args...))
+		if _, ok := err.(usageError); !ok {
+			t.Errorf("bench %v: error %v, want a usage error", args, err)
+		}
+	}
+}
+
+func TestCPUModel(t *testing.T) {
+	for _, tc := range []struct{ name, cpuinfo, want string }{
+		{"x86", "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n", "AMD EPYC 7B13"},
+		{"raspberry pi", "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\n\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n", "Raspberry Pi 4 Model B Rev 1.4"},
+		{"bare arm", "processor\t: 0\nHardware\t: Generic DT based system\n", "Generic DT based system"},
+		{"nothing", "", "unknown"},
+	} {
+		if got := cpuModel(tc.cpuinfo); got != tc.want {
+			t.Errorf("%s: cpuModel = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
