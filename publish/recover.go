@@ -67,12 +67,7 @@ func (w *Writer) recoverHot(e segment.Entry) error {
 	path := w.dir.Join(e.Name)
 	f, err := w.dir.OpenFile(e.Name, unix.O_RDWR, 0)
 	if errors.Is(err, unix.ENOENT) {
-		// The file is gone and with it the count of its records. Skip every sequence
-		// number it could have used, so that none is ever handed out twice.
-		w.next = e.FirstSeq + uint64(w.man.SegmentSize-segment.HeaderSize)/segment.RecordHeaderSize
-		w.man.Segments = w.man.Segments[:i]
-		w.opts.Logf("%s: hot segment missing; continuing at sequence %d", path, w.next)
-		return nil
+		return w.recoverMissingHot(e)
 	}
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
@@ -138,4 +133,78 @@ func (w *Writer) sweep() error {
 		}
 	}
 	return nil
+}
+
+// recoverMissingHot handles a hot segment whose file is gone. The producer seals a full
+// segment before it replaces the manifest, so a taker may have claimed it in between;
+// then its claimed file, or the header of the segment created after it, tells exactly
+// where its records ended. Otherwise every sequence number it could have used is
+// skipped, so that none is ever handed out twice.
+func (w *Writer) recoverMissingHot(e segment.Entry) error {
+	i := len(w.man.Segments) - 1
+	num := e.Number()
+	last, ok := w.claimedEnd(e, num)
+	if !ok {
+		last, ok = w.nextSegmentStart(e, num)
+	}
+	if ok && last >= e.FirstSeq {
+		w.man.Segments[i].Sealed = true
+		w.man.Segments[i].LastSeq = last
+		w.next = last + 1
+		return nil
+	}
+	w.man.Segments = w.man.Segments[:i]
+	if ok {
+		w.next = e.FirstSeq // it held no records
+		return nil
+	}
+	w.next = e.FirstSeq + uint64(w.man.SegmentSize-segment.HeaderSize)/segment.RecordHeaderSize
+	w.opts.Logf("%s: hot segment missing; continuing at sequence %d", w.dir.Join(e.Name), w.next)
+	return nil
+}
+
+// claimedEnd returns the last sequence number in segment num if a taker holds it as
+// N.taken or set it aside as N.damaged.
+func (w *Writer) claimedEnd(e segment.Entry, num uint64) (uint64, bool) {
+	base := segment.Name(num)[:segment.NameDigits]
+	for _, name := range []string{base + segment.TakenSuffix, base + segment.DamagedSuffix} {
+		f, err := w.dir.OpenFile(name, unix.O_RDONLY, 0)
+		if err != nil {
+			continue
+		}
+		b, err := ringdir.Map(f, w.man.SegmentSize, false)
+		f.Close()
+		if err != nil {
+			continue
+		}
+		h, err := segment.ParseHeader(b)
+		var n uint64
+		if err == nil && h.Number == num && h.FirstSeq == e.FirstSeq && h.Size == w.man.SegmentSize {
+			_, n = segment.Valid(b, h)
+		}
+		ringdir.Unmap(b)
+		if err == nil && h.Number == num && h.FirstSeq == e.FirstSeq {
+			return e.FirstSeq + n - 1, true
+		}
+	}
+	return 0, false
+}
+
+// nextSegmentStart returns the sequence number before the first one of segment num+1,
+// created (but not yet listed) before segment num was sealed.
+func (w *Writer) nextSegmentStart(e segment.Entry, num uint64) (uint64, bool) {
+	f, err := w.dir.OpenFile(segment.Name(num+1), unix.O_RDONLY, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var hdr [segment.HeaderSize]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return 0, false
+	}
+	h, err := segment.ParseHeader(hdr[:])
+	if err != nil || h.Number != num+1 || h.FirstSeq < e.FirstSeq {
+		return 0, false
+	}
+	return h.FirstSeq - 1, true
 }

@@ -338,3 +338,46 @@ func TestWriter_RecoverMissingHot(t *testing.T) {
 	w.Close()
 	readAll(t, dir) // the manifest, with its gap, is valid
 }
+
+// A taker can claim a full segment between the producer sealing it and replacing the
+// manifest; a crash right then leaves the manifest naming it hot, with its file gone.
+// Recovery learns where it ended from the claim, or from the next segment's header.
+func TestWriter_RecoverHotTakenBeforeManifest(t *testing.T) {
+	for _, where := range []string{"claim", "next segment"} {
+		t.Run(where, func(t *testing.T) {
+			dir := ringtest.Dir(t)
+			w, err := Open(dir, Options{SegmentSize: 4096})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 50; i++ {
+				w.Append([]byte("x"))
+			}
+			hot := w.hot.num
+			next := w.next
+			crash(w)
+			name := filepath.Join(dir, segment.Name(hot))
+			switch where {
+			case "claim":
+				os.Rename(name, filepath.Join(dir, segment.TakenName(hot)))
+			case "next segment":
+				// The segment created by the roll, not yet listed, and the sealed one
+				// already taken and finished.
+				b, _ := os.ReadFile(name)
+				h, _ := segment.ParseHeader(b)
+				nb := make([]byte, 4096)
+				segment.PutHeader(nb, segment.Header{Size: 4096, Number: hot + 1, FirstSeq: h.FirstSeq + 50})
+				os.WriteFile(filepath.Join(dir, segment.Name(hot+1)), nb, 0o640)
+				os.Remove(name)
+			}
+			w, err = Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if seq, err := w.Append([]byte("after")); err != nil || seq != next {
+				t.Fatalf("first sequence after recovery %d (%v), want %d: no numbers skipped", seq, err, next)
+			}
+		})
+	}
+}

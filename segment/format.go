@@ -68,6 +68,9 @@ const (
 	SegmentSuffix = ".seg"
 	// TakenSuffix ends the name of a segment claimed by a taker.
 	TakenSuffix = ".taken"
+	// DamagedSuffix ends the name of a claimed segment a taker found damaged and set
+	// aside.
+	DamagedSuffix = ".damaged"
 )
 
 var crcTable = crc32.MakeTable(crc32.IEEE)

@@ -67,9 +67,11 @@ func startSlowWatch(t *testing.T, dir string) *proc {
 	}
 	w := newProc(t, "watch", "--format", "json", dir)
 	w.cmd.Stdout = pw
+	readDone := make(chan struct{})
+	// Registered before start, so that it runs after the cleanup that kills the process.
+	t.Cleanup(func() { <-readDone })
 	w.start()
 	pw.Close()
-	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
 		defer pr.Close()
@@ -85,7 +87,6 @@ func startSlowWatch(t *testing.T, dir string) *proc {
 			pause = time.Millisecond
 		}
 	}()
-	t.Cleanup(func() { <-readDone }) // runs after the process is killed, if need be
 	return w
 }
 
@@ -203,9 +204,8 @@ func TestWatch_BeforeRingExistsReportsLoss(t *testing.T) {
 			}
 			w := startProc(t, "watch", "--format", "json", dir)
 			if absent {
-				// Nothing to observe while it polls for the directory: give it time to
-				// get there.
-				time.Sleep(300 * time.Millisecond)
+				// It polls for the directory: wait until it sleeps between polls.
+				w.waitIdle()
 			} else {
 				w.waitOpen(dir) // it has found no ring and waits for one
 			}

@@ -198,14 +198,11 @@ func (tk *Taken) Done() error {
 // that it does not block the segments after it, and keeps it for inspection. It
 // returns the new path.
 func (tk *Taken) SetAside() (string, error) {
-	name := segment.Name(tk.seg.num)[:segment.NameDigits] + DamagedSuffix
+	name := segment.Name(tk.seg.num)[:segment.NameDigits] + segment.DamagedSuffix
 	err := tk.r.dir.Rename(tk.name, name, true)
 	tk.seg.close()
 	return tk.r.dir.Join(name), err
 }
-
-// DamagedSuffix ends the name of a claimed segment a taker found damaged and set aside.
-const DamagedSuffix = ".damaged"
 
 // Close releases the segment without deleting it: it stays claimed, and the next Take
 // delivers it again.
