@@ -146,7 +146,8 @@ func (f *Follower) deliver(r segment.Record) {
 }
 
 // advance opens the next segment to read: the first one in the manifest after the
-// current one that may hold f.next or later records. It reports whether it moved.
+// current one that may hold f.next or later records. It reports whether there is
+// something to read: it moved, or the current segment turned out to be sealed.
 func (f *Follower) advance() (bool, error) {
 	if f.replaced() {
 		if err := f.reopen(); err != nil {
@@ -163,6 +164,14 @@ func (f *Follower) advance() (bool, error) {
 	if n := len(m.Segments); n > 0 && m.Segments[n-1].Number() < f.lastNum {
 		// Segment numbers went backwards: the ring was created anew in place.
 		f.startOver()
+	}
+	if f.sc != nil && !f.sc.Done() {
+		// The current segment is not finished. The producer seals a segment before it
+		// lists a newer one, so if it is sealed now, it may hold records not read yet:
+		// read them first. Only a segment still unsealed now was abandoned.
+		if sealed, err := segment.Sealed(f.cur.b); err != nil || sealed {
+			return true, nil
+		}
 	}
 	for _, e := range m.Segments {
 		if f.cur != nil && e.Number() <= f.cur.num {
