@@ -8,9 +8,12 @@ DIST ?= dist
 # qemu-arm-static are both installed (Debian package qemu-user-static).
 FILERING_QEMU ?= $(if $(and $(shell command -v qemu-aarch64-static 2>/dev/null),$(shell command -v qemu-arm-static 2>/dev/null)),1,0)
 
-# QEMU_TEST_SKIP is a -test.skip regular expression for tests that cannot pass under
-# qemu-user. Every test passes under qemu-user 7.2, so it is empty.
-QEMU_TEST_SKIP ?=
+# QEMU_TEST_SKIP is a -test.skip regular expression for the tests qemu-test leaves out
+# because they cannot pass under qemu-user. TestFollower_InotifyExhausted runs its own
+# test binary again as another user; the kernel cannot execute an ARM binary unless
+# binfmt_misc hands it to qemu, and qemu-user does not follow execve by itself, so the
+# child fails with "exec format error". (inotify, mmap and /dev/shm all work.)
+QEMU_TEST_SKIP ?= ^TestFollower_InotifyExhausted$$
 
 .PHONY: test build vet unit race python integration cross qemu-test man
 
@@ -40,7 +43,7 @@ cross:
 # qemu-test runs the segment, publish and watch tests built for arm64 and arm (GOARM=7)
 # under qemu-user, with -test.short.
 qemu-test:
-	GO="$(GO)" QEMU_TEST_SKIP="$(QEMU_TEST_SKIP)" bash scripts/qemu-test.sh $(DIST)/qemu-test
+	GO="$(GO)" QEMU_TEST_SKIP='$(QEMU_TEST_SKIP)' bash scripts/qemu-test.sh $(DIST)/qemu-test
 
 # man writes the manual page to $(DIST)/filering.1 and checks that groff (or, without
 # groff, man) formats it without warnings.

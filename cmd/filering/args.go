@@ -14,6 +14,10 @@ func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
+	// Shell completion asks with --generate-bash-completion last, where urfave/cli looks.
+	if n := len(args); args[n-1] == "--generate-bash-completion" {
+		return append(interspersed(app, args[:n-1:n-1]), args[n-1])
+	}
 	out := []string{args[0]}
 	cmds := app.Commands
 	flags := app.Flags

@@ -77,6 +77,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			demoCommand(),
 			ramdiskCommand(),
 			benchCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 	}
 	for _, c := range app.Commands {

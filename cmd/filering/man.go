@@ -55,8 +55,9 @@ func manCommand() *cli.Command {
 }
 
 // manPage renders the manual page of app. urfave/cli's renderer shows a command's name,
-// usage line and flags; manPage adds each command's synopsis and description, which it
-// leaves out, and the sections that follow the commands.
+// usage line and flags but not its synopsis or description, so manPage hands it copies
+// of the commands with those as usage text, and appends the sections that follow the
+// commands.
 func manPage(app *cli.App) (string, error) {
 	doc := &cli.App{
 		Name:        app.Name,
