@@ -15,9 +15,9 @@ FILERING_QEMU ?= $(if $(and $(shell command -v qemu-aarch64-static 2>/dev/null),
 # child fails with "exec format error". (inotify, mmap and /dev/shm all work.)
 QEMU_TEST_SKIP ?= ^TestFollower_InotifyExhausted$$
 
-.PHONY: test build vet unit race python integration cross qemu-test man
+.PHONY: test build vet unit race python fuzz cross qemu-test man
 
-test: vet unit race python cross $(if $(filter 1,$(FILERING_QEMU)),qemu-test)
+test: vet unit race python fuzz cross $(if $(filter 1,$(FILERING_QEMU)),qemu-test)
 
 build:
 	$(GO) build -o filering ./cmd/filering
@@ -34,6 +34,10 @@ race:
 
 python:
 	python3 -m unittest discover -s examples/cgi -p 'test_*.py'
+
+# fuzz runs every fuzz target briefly (FUZZTIME, default 5s each) from its seed corpus.
+fuzz:
+	GO="$(GO)" bash scripts/fuzz.sh
 
 # cross builds static binaries for linux/amd64, arm64, arm (GOARM=7) and 386 into
 # $(DIST), runs go vet for each, and prints their sizes.
