@@ -222,13 +222,13 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
 
-	s.hub.clients(+1)
+	epoch := s.hub.clients(+1)
 	defer s.hub.clients(-1)
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
 	var buf []byte
 	for {
-		events, after, changed, behind := s.hub.since(next, buf[:0])
+		events, after, changed, behind := s.hub.since(next, &epoch, buf[:0])
 		buf, next = events, after
 		if behind {
 			// Older than what the hub keeps: read those from the ring itself.
@@ -297,7 +297,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, "{\"ok\":true,\"last_seq\":%d,\"records\":%d,\"producer_pid\":%s,\"clients\":%d}\n",
-		st.LastSeq, st.Records, pid, s.hub.clients(0))
+		st.LastSeq, st.Records, pid, s.hub.clientCount())
 }
 
 // decimal matches payloads that are served as JSON numbers.
@@ -342,6 +342,7 @@ type hub struct {
 	newest  uint64 // sequence number of the newest record seen
 	changed chan struct{}
 	nclient int
+	epoch   uint64 // grows when the ring is created anew and sequence numbers restart
 }
 
 type hubSlot struct {
@@ -379,6 +380,7 @@ func (h *hub) add(seq uint64, ev []byte) {
 	defer h.mu.Unlock()
 	if seq <= h.newest && h.n > 0 {
 		h.head, h.n = 0, 0 // the ring was created anew
+		h.epoch++
 	}
 	i := (h.head + h.n) % len(h.slots)
 	if h.n == len(h.slots) {
@@ -395,9 +397,19 @@ func (h *hub) add(seq uint64, ev []byte) {
 // since appends to b the events of records from sequence number next on, up to 256 KiB,
 // and returns the sequence number to ask for next time and the channel closed when more
 // arrive. behind reports that next is older than what the hub holds.
-func (h *hub) since(next uint64, b []byte) (events []byte, after uint64, changed <-chan struct{}, behind bool) {
+func (h *hub) since(next uint64, epoch *uint64, b []byte) (events []byte, after uint64, changed <-chan struct{}, behind bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if *epoch != h.epoch || (h.n > 0 && next > h.newest+1) {
+		// The ring was created anew (or the client has seen numbers this ring never
+		// reached): tell the client, and start over with what the hub holds.
+		*epoch = h.epoch
+		b = append(b, "event: restart\ndata: {}\n\n"...)
+		next = 1
+		if h.n > 0 {
+			next = h.slots[h.head].seq
+		}
+	}
 	if h.n == 0 || next > h.newest {
 		return b, next, h.changed, false
 	}
@@ -456,10 +468,17 @@ func (h *hub) oldestSeq() uint64 {
 	return h.slots[h.head].seq
 }
 
-// clients adds d to the count of event streams and returns the count.
-func (h *hub) clients(d int) int {
+// clients adds d to the count of event streams and returns the current epoch.
+func (h *hub) clients(d int) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.nclient += d
+	return h.epoch
+}
+
+// clientCount returns the number of event streams.
+func (h *hub) clientCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	return h.nclient
 }

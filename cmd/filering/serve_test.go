@@ -206,3 +206,32 @@ func TestServe_ManyClientsOneStalled(t *testing.T) {
 		}
 	}
 }
+
+// A client that has seen numbers the ring never reached (it was created anew) is told
+// to start over and gets the new ring's records.
+func TestServe_EventsRestart(t *testing.T) {
+	base, _ := startServe(t, 10)
+	req, _ := http.NewRequest("GET", base+"/events", nil)
+	req.Header.Set("Last-Event-ID", "5000")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var restart bool
+	var ids []string
+	for len(ids) < 10 && sc.Scan() {
+		if sc.Text() == "event: restart" {
+			restart = true
+		}
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			ids = append(ids, id)
+		}
+	}
+	if !restart || len(ids) != 10 || ids[0] != "1" {
+		t.Fatalf("restart %v, ids %v", restart, ids)
+	}
+}
