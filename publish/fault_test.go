@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -23,7 +24,6 @@ type faultFS struct {
 	n         int
 	permanent bool
 	errno     error // returned instead of errInjected when set
-	times     int   // with !permanent, how many calls in a row fail (1 when 0)
 
 	mu     sync.Mutex
 	calls  int
@@ -37,7 +37,7 @@ func (f *faultFS) fail(op string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	if f.calls == f.n || (f.permanent && f.calls > f.n) || (f.calls > f.n && f.calls < f.n+f.times) {
+	if f.calls == f.n || (f.permanent && f.calls > f.n) {
 		f.failed++
 		if f.errno != nil {
 			return f.errno
@@ -158,16 +158,62 @@ func TestFaults(t *testing.T) {
 	t.Logf("%d runs, %d faults injected", runs, injected)
 }
 
-// TestFaults_NoSpace checks that ENOSPC when allocating a new segment makes the writer
-// give back its spare segment and then drop the oldest sealed segments, count the loss,
-// and go on.
+// smallFS is a file system with room for a fixed number of segment files: allocating
+// one more fails with ENOSPC, as on a full tmpfs, until one is removed.
+type smallFS struct {
+	fileSystem
+	room int
+
+	mu        sync.Mutex
+	allocated map[string]bool // names of files holding an allocated segment
+}
+
+func (f *smallFS) allocate(file *os.File, size int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.allocated) >= f.room {
+		return &os.PathError{Op: "allocate", Path: file.Name(), Err: unix.ENOSPC}
+	}
+	if err := f.fileSystem.allocate(file, size); err != nil {
+		return err
+	}
+	f.allocated[filepath.Base(file.Name())] = true
+	return nil
+}
+
+func (f *smallFS) rename(o, n string) error {
+	if err := f.fileSystem.rename(o, n); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.allocated[o] {
+		delete(f.allocated, o)
+		f.allocated[n] = true
+	}
+	return nil
+}
+
+func (f *smallFS) remove(name string) error {
+	f.mu.Lock()
+	delete(f.allocated, name)
+	f.mu.Unlock()
+	return f.fileSystem.remove(name)
+}
+
+// TestFaults_NoSpace runs a writer on a file system with room for 5 segments while it
+// asks to retain 100: on ENOSPC it gives back its spare segment, then drops the oldest
+// sealed segments, counts and logs the loss, and goes on.
 func TestFaults_NoSpace(t *testing.T) {
-	ffs := &faultFS{op: "allocate", n: 4, times: 3, errno: unix.ENOSPC}
+	fs := &smallFS{room: 5, allocated: map[string]bool{}}
 	dir := ringtest.Dir(t)
+	var mu sync.Mutex
 	var logged []string
 	w, err := openFS(dir, Options{SegmentSize: 4096, Segments: 100, Logf: func(f string, a ...any) {
+		mu.Lock()
 		logged = append(logged, fmt.Sprintf(f, a...))
-	}}, func(fs fileSystem) fileSystem { ffs.fileSystem = fs; return ffs })
+		mu.Unlock()
+	}}, func(real fileSystem) fileSystem { fs.fileSystem = real; return fs })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +227,8 @@ func TestFaults_NoSpace(t *testing.T) {
 	if lost == 0 || len(logged) == 0 {
 		t.Fatalf("no loss counted (%d) or logged (%v) after ENOSPC", lost, logged)
 	}
-	_, seqs, _ := readAll(t, dir)
-	if seqs[0] != lost+1 || seqs[len(seqs)-1] != 1000 {
-		t.Fatalf("ring holds %d..%d, lost %d", seqs[0], seqs[len(seqs)-1], lost)
+	m, seqs, _ := readAll(t, dir)
+	if len(m.Segments) > 5 || seqs[0] != lost+1 || seqs[len(seqs)-1] != 1000 {
+		t.Fatalf("ring holds %d segments, records %d..%d, lost %d", len(m.Segments), seqs[0], seqs[len(seqs)-1], lost)
 	}
 }
