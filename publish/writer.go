@@ -134,6 +134,7 @@ type Writer struct {
 	lost      uint64 // records dropped to make room on a full file system
 
 	highestNumber uint64 // highest segment number found in the directory at open
+	one           [1][]byte // Append's batch of one, to avoid an allocation per call
 
 	kick    chan struct{}    // capacity 1: a wake-up write is wanted
 	prepare chan uint64      // capacity 1: allocate a spare for this segment number
@@ -270,35 +271,68 @@ func (w *Writer) chown(f *os.File) {
 func (w *Writer) Append(p []byte) (uint64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.one[0] = p
+	first, _, err := w.appendLocked(w.one[:])
+	w.one[0] = nil
+	return first, err
+}
+
+// AppendBatch appends the records ps, in order, all with the same timestamp, and
+// returns the sequence number of the first and how many were appended. It costs less
+// per record than Append: one lock, one clock read and at most one wake-up for the
+// batch. The records are visible to readers when AppendBatch returns. When one of the
+// payloads is too large, nothing is appended (ErrTooLarge). On any other error, the
+// records before the failing one were appended: n says how many.
+func (w *Writer) AppendBatch(ps [][]byte) (first uint64, n int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.appendLocked(ps)
+}
+
+func (w *Writer) appendLocked(ps [][]byte) (first uint64, n int, err error) {
 	if w.closed {
-		return 0, ErrClosed
+		return 0, 0, ErrClosed
 	}
-	if len(p) > segment.MaxPayload(w.man.SegmentSize) {
-		return 0, fmt.Errorf("%w: %d bytes, at most %d in segments of %d", ErrTooLarge,
-			len(p), segment.MaxPayload(w.man.SegmentSize), w.man.SegmentSize)
+	limit := segment.MaxPayload(w.man.SegmentSize)
+	for _, p := range ps {
+		if len(p) > limit {
+			return 0, 0, fmt.Errorf("%w: %d bytes, at most %d in segments of %d", ErrTooLarge,
+				len(p), limit, w.man.SegmentSize)
+		}
 	}
 	if w.dirty {
 		if err := w.writeManifest(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	h := w.hot
-	if h.off+segment.RecordSpan(len(p)) > len(h.b) {
-		if err := w.roll(); err != nil {
-			return 0, err
-		}
-		h = w.hot
-	}
-	seq := w.next
+	first = w.next
 	now := time.Now().UnixNano()
-	h.off = segment.PutRecord(h.b, h.off, seq, now, p)
-	h.count++
-	w.next++
+	h := w.hot
+	for _, p := range ps {
+		if h.off+segment.RecordSpan(len(p)) > len(h.b) {
+			if err := w.roll(); err != nil {
+				w.announce(now)
+				return first, n, err
+			}
+			h = w.hot
+		}
+		h.off = segment.PutRecord(h.b, h.off, w.next, now, p)
+		h.count++
+		w.next++
+		n++
+	}
+	w.announce(now)
+	return first, n, nil
+}
+
+// announce arranges the wake-up write for records just appended at time now. Called
+// with w.mu held.
+func (w *Writer) announce(now int64) {
 	switch {
 	case now-w.lastWake >= int64(wakeInterval) && w.waking == nil:
-		// The first record after a quiet spell: announce it at once, here, rather than
-		// pay for waking the background goroutine first.
-		w.wakeNow(h, now)
+		// The first records after a quiet spell: announce them at once, here, rather
+		// than pay for waking the background goroutine first.
+		w.wakeNow(w.hot, now)
 	case !w.pending:
 		w.pending = true
 		select {
@@ -306,7 +340,6 @@ func (w *Writer) Append(p []byte) (uint64, error) {
 		default:
 		}
 	}
-	return seq, nil
 }
 
 // NextSeq returns the sequence number the next appended record will get.

@@ -381,3 +381,39 @@ func TestWriter_RecoverHotTakenBeforeManifest(t *testing.T) {
 		})
 	}
 }
+
+func TestAppendBatch(t *testing.T) {
+	dir := ringtest.Dir(t)
+	w, err := Open(dir, Options{SegmentSize: 4096, Segments: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch [][]byte
+	for i := 1; i <= 1000; i++ {
+		batch = append(batch, []byte(fmt.Sprint(i)))
+	}
+	if first, n, err := w.AppendBatch(batch[:1]); err != nil || first != 1 || n != 1 {
+		t.Fatalf("AppendBatch of one = %d, %d, %v", first, n, err)
+	}
+	// Across many rolls.
+	if first, n, err := w.AppendBatch(batch[1:]); err != nil || first != 2 || n != 999 {
+		t.Fatalf("AppendBatch = %d, %d, %v", first, n, err)
+	}
+	tooBig := append(batch[:2:2], make([]byte, 5000))
+	if _, n, err := w.AppendBatch(tooBig); !errors.Is(err, ErrTooLarge) || n != 0 {
+		t.Fatalf("AppendBatch with an oversized record = %d, %v", n, err)
+	}
+	if w.NextSeq() != 1001 {
+		t.Fatalf("next sequence %d after a refused batch", w.NextSeq())
+	}
+	w.Close()
+	_, seqs, data := readAll(t, dir)
+	for i, s := range seqs {
+		if data[i] != fmt.Sprint(s) {
+			t.Fatalf("record %d holds %q", s, data[i])
+		}
+	}
+	if seqs[len(seqs)-1] != 1000 {
+		t.Fatalf("last record %d", seqs[len(seqs)-1])
+	}
+}
