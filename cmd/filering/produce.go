@@ -104,6 +104,9 @@ func produce(c *cli.Context) error {
 	} else {
 		err = readFrames(bufio.NewReaderSize(c.App.Reader, 256<<10), w, segment.MaxPayload(segmentSize(w)))
 	}
+	if errors.Is(err, publish.ErrClosed) {
+		select {} // a signal closed the writer; its handler ends the process with status 0
+	}
 	if cerr := w.Close(); err == nil && !errors.Is(cerr, publish.ErrClosed) {
 		err = cerr
 	}
