@@ -133,7 +133,7 @@ type Writer struct {
 	tight     bool   // the file system ran out of room: allocate nothing ahead
 	lost      uint64 // records dropped to make room on a full file system
 
-	highestNumber uint64 // highest segment number found in the directory at open
+	highestNumber uint64    // highest segment number found in the directory at open
 	one           [1][]byte // Append's batch of one, to avoid an allocation per call
 
 	kick    chan struct{}    // capacity 1: a wake-up write is wanted
