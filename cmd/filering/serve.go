@@ -365,7 +365,12 @@ func (h *hub) run(ctx context.Context, r *watch.Ring) {
 		var ev []byte
 		for f.Next(ctx) {
 			rec := f.Record()
-			ev = appendEvent(ev[:0], rec)
+			ev = ev[:0]
+			if l, ok := f.Loss(); ok {
+				// Streams learn of records the ring overwrote before the hub read them.
+				ev = fmt.Appendf(ev, "event: lost\ndata: {\"from\":%d,\"to\":%d}\n\n", l.From, l.To)
+			}
+			ev = appendEvent(ev, rec)
 			h.add(rec.Seq, ev)
 		}
 		f.Close()
