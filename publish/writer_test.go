@@ -417,3 +417,28 @@ func TestAppendBatch(t *testing.T) {
 		t.Fatalf("last record %d", seqs[len(seqs)-1])
 	}
 }
+
+func BenchmarkAppendBatch(b *testing.B) {
+	for _, n := range []int{64, 1024, 4096} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			w, err := Open(ringtest.Dir(b), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close()
+			batch := make([][]byte, 256)
+			for i := range batch {
+				batch[i] = make([]byte, n)
+			}
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += len(batch) {
+				k := min(len(batch), b.N-i)
+				if _, _, err := w.AppendBatch(batch[:k]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
