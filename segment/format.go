@@ -182,7 +182,9 @@ func aligned(b []byte) bool {
 }
 
 // Sealed atomically loads the sealed word of the segment in b and reports whether the
-// segment is sealed. Values other than 0 and 1 are reported as an error wrapping
+// segment is sealed. Like every function here that loads or stores a word of a segment,
+// it needs b to start at an 8-byte aligned address, as a mapping or a slice from make
+// does; on 32-bit platforms a misaligned b panics. Values other than 0 and 1 are reported as an error wrapping
 // ErrHeader.
 func Sealed(b []byte) (bool, error) {
 	switch v := load64(b, OffSealed); v {
@@ -205,11 +207,13 @@ func committed(b []byte) (int64, error) {
 	return int64(v), nil
 }
 
-// SetCommitted atomically stores the committed word of the segment in b.
+// SetCommitted atomically stores the committed word of the segment in b, which must be
+// 8-byte aligned.
 func SetCommitted(b []byte, end int64) { store64(b, OffCommitted, uint64(end)) }
 
 // Seal stores end as the final committed word and then marks the segment sealed, in that
-// order, so that a reader that sees it sealed also sees its final end.
+// order, so that a reader that sees it sealed also sees its final end. b must be 8-byte
+// aligned.
 func Seal(b []byte, end int64) {
 	store64(b, OffCommitted, uint64(end))
 	store64(b, OffSealed, sealed)
@@ -224,8 +228,8 @@ func RecordSpan(n int) int {
 // PutRecord writes a record at offset off of the segment b and publishes it with one
 // atomic store of its commit word, the last store it makes. It returns the offset of the
 // next record. The caller guarantees that off is a multiple of 8, that the record fits
-// (off+RecordSpan(len(payload)) <= len(b)) and that the bytes it covers are still zero,
-// as they are in a fresh segment.
+// (off+RecordSpan(len(payload)) <= len(b)), that the bytes it covers are still zero, as
+// they are in a fresh segment, and that b is 8-byte aligned.
 func PutRecord(b []byte, off int, seq uint64, t int64, payload []byte) int {
 	end := off + RecordHeaderSize + len(payload)
 	r := b[off:end:end]
