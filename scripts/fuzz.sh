@@ -7,6 +7,8 @@
 set -euo pipefail
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-5s}
+# count prints how many files the directory $1 holds, 0 when it does not exist.
+count() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for pkg in $($GO list ./...); do
@@ -14,12 +16,12 @@ for pkg in $($GO list ./...); do
 	for target in $($GO test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		for try in 1 2; do
 			echo "fuzz $pkg $target ($FUZZTIME)"
-			before=$(ls "$dir/testdata/fuzz/$target" 2>/dev/null | wc -l)
+			before=$(count "$dir/testdata/fuzz/$target")
 			if $GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1; then
 				break
 			fi
 			tail -n 40 "$log"
-			after=$(ls "$dir/testdata/fuzz/$target" 2>/dev/null | wc -l)
+			after=$(count "$dir/testdata/fuzz/$target")
 			if [ "$after" -gt "$before" ] || [ "$try" = 2 ]; then
 				echo "fuzz: $target in $pkg failed" >&2
 				exit 1
