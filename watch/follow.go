@@ -234,6 +234,24 @@ func (f *Follower) Record() segment.Record { return f.rec }
 // Loss reports the records lost just before the current one, if any.
 func (f *Follower) Loss() (Loss, bool) { return f.loss, f.lossy }
 
+// SkipDamaged moves past the rest of a damaged segment after Next stopped on a
+// *segment.CorruptionError; the next call to Next goes on with the next segment, and the
+// records skipped are reported by Loss. It reports whether there was such an error.
+func (f *Follower) SkipDamaged() bool {
+	var ce *segment.CorruptionError
+	if !errors.As(f.err, &ce) {
+		return false
+	}
+	f.err = nil
+	if f.snap != nil {
+		f.snap.SkipDamaged()
+		return true
+	}
+	// Leave the damaged segment: advance opens the next one after it.
+	f.sc = nil
+	return true
+}
+
 // Err returns why Next returned false.
 func (f *Follower) Err() error { return f.err }
 

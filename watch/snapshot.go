@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"errors"
+
 	"github.com/filering/filering/segment"
 )
 
@@ -237,6 +239,19 @@ func (s *Snapshot) Next() bool {
 
 // Record returns the current record. Its Data is valid until the next call to Next.
 func (s *Snapshot) Record() segment.Record { return s.rec }
+
+// SkipDamaged moves past the rest of a damaged segment after Next stopped on a
+// *segment.CorruptionError, so that Next goes on with the next segment. It reports
+// whether there was such an error to move past.
+func (s *Snapshot) SkipDamaged() bool {
+	var ce *segment.CorruptionError
+	if !errors.As(s.err, &ce) {
+		return false
+	}
+	s.err, s.sc = nil, nil
+	s.i++
+	return true
+}
 
 // Err returns the first error met, a *segment.CorruptionError naming the file and offset
 // when the ring is damaged.

@@ -608,3 +608,59 @@ func TestTaker_SetsAsideDamagedSegment(t *testing.T) {
 	}
 	next.Done()
 }
+
+// After a damaged record, SkipDamaged lets a snapshot and a follower go on with the
+// segments after it; the follower reports what it skipped as lost.
+func TestSkipDamaged(t *testing.T) {
+	dir := ringtest.Dir(t)
+	w := produce(t, dir, publish.Options{SegmentSize: 4096, Segments: 16}, 600)
+	w.Close()
+	r := openRing(t, dir)
+	m, _ := r.Manifest()
+	bad := m.Segments[1]
+	b, _ := os.ReadFile(filepath.Join(dir, bad.Name))
+	b[segment.HeaderSize+5*32+24] ^= 1 // the payload of the sixth record
+	os.WriteFile(filepath.Join(dir, bad.Name), b, 0o640)
+
+	s, err := r.Snapshot(Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got []uint64
+	for {
+		for s.Next() {
+			got = append(got, s.Record().Seq)
+		}
+		if !s.SkipDamaged() {
+			break
+		}
+	}
+	if s.Err() != nil || got[len(got)-1] != 600 || len(got) != 600-int(bad.LastSeq-bad.FirstSeq+1)+5 {
+		t.Fatalf("snapshot read %d records to %d, err %v", len(got), got[len(got)-1], s.Err())
+	}
+
+	f, err := r.Follow(Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var n, lost uint64
+	for n+lost < 600 {
+		if !f.Next(ctx) {
+			if !errors.Is(f.Err(), segment.ErrChecksum) || !f.SkipDamaged() {
+				t.Fatalf("follower stopped: %v", f.Err())
+			}
+			continue
+		}
+		if l, ok := f.Loss(); ok {
+			lost += l.Count()
+		}
+		n++
+	}
+	if lost != bad.LastSeq-bad.FirstSeq+1-5 {
+		t.Fatalf("follower read %d and reported %d lost", n, lost)
+	}
+}

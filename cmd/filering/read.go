@@ -85,15 +85,31 @@ func cat(c *cli.Context) error {
 		return err
 	}
 	defer snap.Close()
-	for snap.Next() {
-		if err := out.write(snap.Record()); err != nil {
-			return err
+	var damaged error
+	for {
+		for snap.Next() {
+			if err := out.write(snap.Record()); err != nil {
+				return err
+			}
 		}
+		if err := snap.Err(); err != nil && snap.SkipDamaged() {
+			// Report the damage, and go on with the records after it.
+			if err := out.flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
+			damaged = fmt.Errorf("%s: records are damaged; those before and after the damage were printed", dir)
+			continue
+		}
+		break
 	}
 	if err := out.flush(); err != nil {
 		return err
 	}
-	return snap.Err()
+	if err := snap.Err(); err != nil {
+		return err
+	}
+	return damaged
 }
 
 func follow(c *cli.Context) error {
@@ -121,30 +137,48 @@ func follow(c *cli.Context) error {
 	defer f.Close()
 	var werr error
 	f.OnWait(func() { werr = out.flush() })
-	for f.Next(ctx) {
-		if f.Restarted() {
-			if err := out.flush(); err != nil {
+	damaged := false
+	for {
+		for f.Next(ctx) {
+			if err := followed(c, dir, f, out); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.ErrWriter, "filering: %s: the ring was created anew; following it from its first record\n", dir)
-		}
-		if l, ok := f.Loss(); ok {
-			if err := out.flush(); err != nil {
-				return err
+			if werr != nil {
+				return werr
 			}
-			fmt.Fprintf(c.App.ErrWriter, "filering: %s: %v\n", dir, l)
 		}
-		if err := out.write(f.Record()); err != nil {
+		if err := out.flush(); err != nil {
 			return err
 		}
-		if werr != nil {
-			return werr
+		err := f.Err()
+		if err == nil || !f.SkipDamaged() {
+			break
 		}
+		// Report the damage and follow on; the records skipped are reported as lost.
+		fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
+		damaged = true
 	}
-	if err := out.flush(); err != nil {
+	if err := quiet(ctx, f.Err()); err != nil || !damaged {
 		return err
 	}
-	return quiet(ctx, f.Err())
+	return fmt.Errorf("%s: records were damaged", dir)
+}
+
+// followed writes the follower's current record, with any notice that goes before it.
+func followed(c *cli.Context, dir string, f *watch.Follower, out *recordWriter) error {
+	if f.Restarted() {
+		if err := out.flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.ErrWriter, "filering: %s: the ring was created anew; following it from its first record\n", dir)
+	}
+	if l, ok := f.Loss(); ok {
+		if err := out.flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.ErrWriter, "filering: %s: %v\n", dir, l)
+	}
+	return out.write(f.Record())
 }
 
 // quiet turns the error of an interrupted wait into success.
