@@ -58,7 +58,7 @@ func TestServe_BrowserLiveGraph(t *testing.T) {
 	bin := chromiumPath(t)
 	start := time.Now()
 	step := func(what string) { t.Logf("%5.2fs %s", time.Since(start).Seconds(), what) }
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 
 	base, w := startServe(t, 0)
