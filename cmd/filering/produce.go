@@ -102,7 +102,7 @@ func produce(c *cli.Context) error {
 	if input == "lines" {
 		err = readLines(c.App.Reader, w)
 	} else {
-		err = readFrames(bufio.NewReaderSize(c.App.Reader, 256<<10), w, segment.MaxPayload(segmentSize(w)))
+		err = readFrames(bufio.NewReaderSize(c.App.Reader, 256<<10), w, segment.MaxPayload(w.SegmentSize()))
 	}
 	if errors.Is(err, publish.ErrClosed) {
 		select {} // a signal closed the writer; its handler ends the process with status 0
@@ -112,8 +112,6 @@ func produce(c *cli.Context) error {
 	}
 	return err
 }
-
-func segmentSize(w *publish.Writer) int64 { return w.SegmentSize() }
 
 // checkTmpfs warns (or, with require, refuses) when dir is not on tmpfs or the ring
 // will not fit in the room left there.
