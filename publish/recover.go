@@ -34,7 +34,7 @@ func (w *Writer) recover() error {
 			return err
 		}
 	}
-	return w.sweep()
+	return w.scan()
 }
 
 // create starts a new ring: an empty manifest first, so that a segment file never
@@ -88,9 +88,12 @@ func (w *Writer) recoverHot(e segment.Entry) error {
 	}
 	end, n := segment.Valid(b, h)
 	if n == 0 {
+		// Dropped from the manifest; the file goes with the leftovers, once the new
+		// manifest is written (were it removed first, a crash in between would leave a
+		// manifest naming a hot segment that is gone).
 		w.man.Segments = w.man.Segments[:i]
 		w.next = e.FirstSeq
-		return w.fs.remove(e.Name)
+		return nil
 	}
 	segment.Seal(b, int64(end))
 	w.man.Segments[i].Sealed = true
@@ -100,11 +103,11 @@ func (w *Writer) recoverHot(e segment.Entry) error {
 	return nil
 }
 
-// sweep removes what a crash can leave in the directory: temporary files, segments
-// created but never listed, and segments dropped from the manifest but not yet removed.
-// It also learns the highest segment number in use, claimed ones included, so that no
-// number is reused.
-func (w *Writer) sweep() error {
+// scan finds what a crash can leave in the directory: temporary files, which it removes,
+// and segments created but never listed or dropped from the manifest but not yet
+// removed, which sweep removes once the new manifest is written. scan also learns the highest
+// segment number in use, claimed ones included, so that no number is reused.
+func (w *Writer) scan() error {
 	names, err := w.dir.Names()
 	if err != nil {
 		return err
@@ -119,19 +122,33 @@ func (w *Writer) sweep() error {
 			w.highestNumber = max(w.highestNumber, n)
 			continue
 		}
+		if n, ok := segment.ParseName(name, segment.DamagedSuffix); ok {
+			w.highestNumber = max(w.highestNumber, n)
+			continue
+		}
 		n, ok := segment.ParseName(name, segment.SegmentSuffix)
 		switch {
 		case strings.HasPrefix(name, "."):
+			// No manifest ever names a temporary file: remove it now, to free its room.
 			if err := w.fs.remove(name); err != nil {
 				return err
 			}
 		case ok && !listed[name]:
 			w.highestNumber = max(w.highestNumber, n)
-			if err := w.fs.remove(name); err != nil {
-				return err
-			}
+			w.leftovers = append(w.leftovers, name)
 		}
 	}
+	return nil
+}
+
+// sweep removes the leftovers scan found. Called once the manifest no longer lists them.
+func (w *Writer) sweep() error {
+	for _, name := range w.leftovers {
+		if err := w.fs.remove(name); err != nil {
+			return err
+		}
+	}
+	w.leftovers = nil
 	return nil
 }
 

@@ -8,6 +8,8 @@
 package publish
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -134,6 +136,7 @@ type Writer struct {
 	lost      uint64 // records dropped to make room on a full file system
 
 	highestNumber uint64    // highest segment number found in the directory at open
+	leftovers     []string  // files a crash left, removed once the manifest is written
 	one           [1][]byte // Append's batch of one, to avoid an allocation per call
 
 	kick    chan struct{}    // capacity 1: a wake-up write is wanted
@@ -226,7 +229,10 @@ func (w *Writer) open(wrap func(fileSystem) fileSystem) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.startSegment()
+	if err := w.startSegment(); err != nil {
+		return err
+	}
+	return w.sweep()
 }
 
 // takeLock takes the ring's OFD lock and writes the pid into the lock file.
@@ -575,8 +581,10 @@ type spare struct {
 // ending in suffix. It does not need w.mu.
 func (w *Writer) allocate(num uint64, suffix string) (*spare, error) {
 	name := segment.Name(num)
-	tmp := "." + name + suffix
-	w.fs.remove(tmp)
+	// A random temporary name, created exclusively: nobody can have prepared it.
+	var r [6]byte
+	rand.Read(r[:])
+	tmp := "." + name + suffix + "-" + hex.EncodeToString(r[:])
 	f, err := w.fs.create(tmp, w.opts.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("create segment %s: %w", name, err)

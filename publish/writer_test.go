@@ -442,3 +442,44 @@ func BenchmarkAppendBatch(b *testing.B) {
 		})
 	}
 }
+
+// A producer killed while recovering, after it dropped an empty hot segment from its
+// manifest but before writing that manifest: the next one must still find the file, so
+// that it does not skip sequence numbers.
+func TestWriter_CrashDuringRecoveryOfEmptyHot(t *testing.T) {
+	dir := ringtest.Dir(t)
+	w, err := Open(dir, Options{SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ { // fills the first segment and starts the second
+		w.Append([]byte("x"))
+	}
+	next := w.next
+	w.roll() // an empty hot segment, as a crash right after a roll leaves it
+	crash(w)
+	// Recover, but die before the new manifest is written.
+	w2 := &Writer{dir: mustOpenDir(t, dir), opts: Options{Segments: DefaultSegments, Logf: func(string, ...any) {}}}
+	w2.fs = osFS{dir: w2.dir}
+	if err := w2.recover(); err != nil {
+		t.Fatal(err)
+	}
+	w2.dir.Close()
+	w, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if seq, err := w.Append([]byte("after")); err != nil || seq != next {
+		t.Fatalf("first sequence after two recoveries %d (%v), want %d", seq, err, next)
+	}
+}
+
+func mustOpenDir(t *testing.T, dir string) *ringdir.Dir {
+	t.Helper()
+	d, err := ringdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
