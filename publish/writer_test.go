@@ -456,7 +456,9 @@ func TestWriter_CrashDuringRecoveryOfEmptyHot(t *testing.T) {
 		w.Append([]byte("x"))
 	}
 	next := w.next
+	w.mu.Lock()
 	w.roll() // an empty hot segment, as a crash right after a roll leaves it
+	w.mu.Unlock()
 	crash(w)
 	// Recover, but die before the new manifest is written.
 	w2 := &Writer{dir: mustOpenDir(t, dir), opts: Options{Segments: DefaultSegments, Logf: func(string, ...any) {}}}
