@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,40 +77,28 @@ func TestProduce_KillAndRestart(t *testing.T) {
 	}
 
 	w := startProc(t, "watch", "--format", "json", dir)
-	stopCats := make(chan struct{})
-	var catsWG sync.WaitGroup
-	stopReaders := sync.OnceFunc(func() { close(stopCats); catsWG.Wait() })
-	t.Cleanup(stopReaders) // before the ring is removed, should the test end early
 	cats := 0
-	catsWG.Add(1)
-	go func() {
-		defer catsWG.Done()
-		for {
-			select {
-			case <-stopCats:
-				return
-			default:
-			}
-			r, err := execute(nil, "cat", "--format", "json", dir)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if r.code != 0 || len(r.stderr) != 0 {
-				t.Errorf("cat during the crashes: %v", r)
-				return
-			}
-			recs, err := parseJSON(r.stdout, false)
-			if err == nil {
-				err = checkRounds(recs)
-			}
-			if err != nil {
-				t.Errorf("cat during the crashes: %v", err)
-				return
-			}
-			cats++
+	stopReaders := repeatedly(t, 1, func() bool {
+		r, err := execute(nil, "cat", "--format", "json", dir)
+		if err != nil {
+			t.Error(err)
+			return false
 		}
-	}()
+		if r.code != 0 || len(r.stderr) != 0 {
+			t.Errorf("cat during the crashes: %v", r)
+			return false
+		}
+		recs, err := parseJSON(r.stdout, false)
+		if err == nil {
+			err = checkRounds(recs)
+		}
+		if err != nil {
+			t.Errorf("cat during the crashes: %v", err)
+			return false
+		}
+		cats++
+		return true
+	})
 
 	for round := 1; round <= rounds; round++ {
 		p := startProducer(t, dir, flags...)

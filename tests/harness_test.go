@@ -362,20 +362,7 @@ func (e *firstError) check(t *testing.T) {
 // a reader that has started and now blocks, waiting for its ring to appear.
 func (p *proc) waitIdle() {
 	p.t.Helper()
-	idle := func() bool {
-		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", p.pid()))
-		if err != nil || len(tasks) == 0 {
-			return false
-		}
-		for _, task := range tasks {
-			b, err := os.ReadFile(task)
-			i := bytes.LastIndexByte(b, ')')
-			if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'S' {
-				return false
-			}
-		}
-		return true
-	}
+	idle := func() bool { return allTasks(p.pid(), 'S') }
 	waitFor(p.t, 20*time.Second, p.name+" waiting", func() bool {
 		if !idle() {
 			return false

@@ -245,21 +245,51 @@ func (p *proc) signal(sig os.Signal) {
 func (p *proc) stop() {
 	p.t.Helper()
 	p.signal(syscall.SIGSTOP)
-	waitFor(p.t, 10*time.Second, "stopped process", func() bool {
-		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", p.pid()))
-		if err != nil || len(tasks) == 0 {
+	waitFor(p.t, 10*time.Second, "stopped process", func() bool { return allTasks(p.pid(), 'T') })
+}
+
+// allTasks reports whether every thread of process pid is in the given state, as
+// /proc/PID/task/*/stat shows it after the command name: "pid (comm) S ...".
+func allTasks(pid int, state byte) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		i := bytes.LastIndexByte(b, ')')
+		if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != state {
 			return false
 		}
-		for _, task := range tasks {
-			b, err := os.ReadFile(task)
-			// The state follows the command name in parentheses: "pid (comm) T ...".
-			i := bytes.LastIndexByte(b, ')')
-			if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-				return false
+	}
+	return true
+}
+
+// repeatedly runs body in n goroutines, each over and over until the returned stop is
+// called or body returns false. stop waits for them to end; it also runs at cleanup,
+// before the ring is removed, should the test end early.
+func repeatedly(t *testing.T, n int, body func() bool) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	stop = sync.OnceFunc(func() { close(quit); wg.Wait() })
+	t.Cleanup(stop)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				if !body() {
+					return
+				}
 			}
-		}
-		return true
-	})
+		}()
+	}
+	return stop
 }
 
 // waitOpen waits until the process holds path open. A reader opens its ring directory

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,54 +92,40 @@ func TestSoak(t *testing.T) {
 		}, "take", "--follow", "--format", "json", dir)
 	}
 
-	stopCats := make(chan struct{})
-	var catsWG sync.WaitGroup
-	stopReaders := sync.OnceFunc(func() { close(stopCats); catsWG.Wait() })
-	t.Cleanup(stopReaders)
 	var snapshots, snapshotRecords atomic.Int64
-	for range 4 {
-		catsWG.Add(1)
-		go func() {
-			defer catsWG.Done()
-			for {
-				select {
-				case <-stopCats:
-					return
-				default:
-				}
-				res, err := execute(nil, "cat", "--last", "1000", dir)
-				if err != nil {
-					errs.add("cat: %v", err)
-					return
-				}
-				if res.code != 0 || len(res.stderr) != 0 {
-					errs.add("cat --last 1000: %v", res)
-					continue
-				}
-				var prev uint64
-				n := 0
-				eachLine(res.stdout, func(line []byte) error {
-					v, ok := decimal(line)
-					switch {
-					case !ok || len(line) != 10:
-						errs.add("cat --last 1000: line %q", line)
-						return fmt.Errorf("bad line")
-					case v <= prev:
-						errs.add("cat --last 1000: %d after %d", v, prev)
-						return fmt.Errorf("bad order")
-					}
-					prev = v
-					n++
-					return nil
-				})
-				if n > 1000 {
-					errs.add("cat --last 1000 printed %d records", n)
-				}
-				snapshots.Add(1)
-				snapshotRecords.Add(int64(n))
+	stopReaders := repeatedly(t, 4, func() bool {
+		res, err := execute(nil, "cat", "--last", "1000", dir)
+		if err != nil {
+			errs.add("cat: %v", err)
+			return false
+		}
+		if res.code != 0 || len(res.stderr) != 0 {
+			errs.add("cat --last 1000: %v", res)
+			return true
+		}
+		var prev uint64
+		n := 0
+		eachLine(res.stdout, func(line []byte) error {
+			v, ok := decimal(line)
+			switch {
+			case !ok || len(line) != 10:
+				errs.add("cat --last 1000: line %q", line)
+				return fmt.Errorf("bad line")
+			case v <= prev:
+				errs.add("cat --last 1000: %d after %d", v, prev)
+				return fmt.Errorf("bad order")
 			}
-		}()
-	}
+			prev = v
+			n++
+			return nil
+		})
+		if n > 1000 {
+			errs.add("cat --last 1000 printed %d records", n)
+		}
+		snapshots.Add(1)
+		snapshotRecords.Add(int64(n))
+		return true
+	})
 
 	time.Sleep(time.Duration(secs) * time.Second)
 	written := uint64(fd.halt())

@@ -494,52 +494,40 @@ func TestTorture_ProducerKills(t *testing.T) {
 			})
 		}, "take", "--follow", "--format", "json", dir)
 	}
-	stopCats := make(chan struct{})
-	var catsWG sync.WaitGroup
-	stopReaders := sync.OnceFunc(func() { close(stopCats); catsWG.Wait() })
-	t.Cleanup(stopReaders)
 	var snapshots, snapshotRecords atomic.Int64
-	catsWG.Add(1)
-	go func() {
-		defer catsWG.Done()
-		for {
-			select {
-			case <-stopCats:
-				return
-			default:
-			}
-			res, err := execute(nil, "cat", "--format", "json", "--last", "500", dir)
-			if err != nil {
-				errs.add("cat: %v", err)
-				return
-			}
-			if res.code != 0 || len(res.stderr) != 0 {
-				errs.add("cat --last 500: %v", res)
-				continue
-			}
-			var prev uint64
-			n := 0
-			eachLine(res.stdout, func(line []byte) error {
-				seq, data, err := jsonLine(line)
-				if err == nil && seq <= prev {
-					err = fmt.Errorf("seq %d after %d", seq, prev)
-				}
-				if err != nil {
-					errs.add("cat --last 500: %v", err)
-					return err
-				}
-				prev = seq
-				n++
-				l.observe(seq, data, "cat")
-				return nil
-			})
-			if n > 500 {
-				errs.add("cat --last 500 printed %d records", n)
-			}
-			snapshots.Add(1)
-			snapshotRecords.Add(int64(n))
+	stopReaders := repeatedly(t, 1, func() bool {
+		res, err := execute(nil, "cat", "--format", "json", "--last", "500", dir)
+		if err != nil {
+			errs.add("cat: %v", err)
+			return false
 		}
-	}()
+		if res.code != 0 || len(res.stderr) != 0 {
+			errs.add("cat --last 500: %v", res)
+			return true
+		}
+		var prev uint64
+		n := 0
+		eachLine(res.stdout, func(line []byte) error {
+			seq, data, err := jsonLine(line)
+			if err == nil && seq <= prev {
+				err = fmt.Errorf("seq %d after %d", seq, prev)
+			}
+			if err != nil {
+				errs.add("cat --last 500: %v", err)
+				return err
+			}
+			prev = seq
+			n++
+			l.observe(seq, data, "cat")
+			return nil
+		})
+		if n > 500 {
+			errs.add("cat --last 500 printed %d records", n)
+		}
+		snapshots.Add(1)
+		snapshotRecords.Add(int64(n))
+		return true
+	})
 
 	for done := 0; done < kills; {
 		// Full speed, then a kill at a random instant.
