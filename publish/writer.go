@@ -591,16 +591,31 @@ func (w *Writer) allocate(num uint64, suffix string) (*spare, error) {
 	}
 	w.chown(f)
 	size := w.man.SegmentSize
-	if err := w.fs.allocate(f, size); err != nil {
+	fail := func(err error) (*spare, error) {
 		f.Close()
 		w.fs.remove(tmp)
 		return nil, fmt.Errorf("create segment %s: %w", name, err)
 	}
-	b, err := ringdir.Map(f, size, true)
-	if err != nil {
-		f.Close()
-		w.fs.remove(tmp)
-		return nil, err
+	var b []byte
+	if ringdir.Huge(size) {
+		// Allocate one small page per huge page and map: the kernel then builds each
+		// huge page from one small page and zeroes, instead of copying 512 of them.
+		// The allocation below fills whatever it did not.
+		if err := ringdir.SeedHuge(f, size); err != nil {
+			return fail(err)
+		}
+		if b, err = ringdir.Map(f, size, true); err != nil {
+			return fail(err)
+		}
+	}
+	if err := w.fs.allocate(f, size); err != nil {
+		ringdir.Unmap(b)
+		return fail(err)
+	}
+	if b == nil {
+		if b, err = ringdir.Map(f, size, true); err != nil {
+			return fail(err)
+		}
 	}
 	return &spare{num: num, tmp: tmp, f: f, b: b}, nil
 }
