@@ -54,7 +54,7 @@ func (w *Writer) wake() {
 		return
 	}
 	w.pending = false
-	w.lastWake = time.Now().UnixNano()
+	w.lastWake = w.clock.now()
 	segment.SetCommitted(h.b, int64(h.off))
 	var buf [8]byte
 	binary.LittleEndian.PutUint64(buf[:], uint64(h.off))

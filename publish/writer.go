@@ -129,6 +129,7 @@ type Writer struct {
 	dirty     bool  // the manifest on disk is behind man
 	pending   bool  // records were appended since the last wake-up write
 	lastWake  int64 // when the last wake-up write was made, ns since the epoch
+	clock     clock // record timestamps
 	waking    *hotSegment
 	spare     *spare // the next segment, allocated ahead of need
 	preparing bool   // the preparer is allocating a spare
@@ -312,7 +313,7 @@ func (w *Writer) appendLocked(ps [][]byte) (first uint64, n int, err error) {
 		}
 	}
 	first = w.next
-	now := time.Now().UnixNano()
+	now := w.clock.now()
 	h := w.hot
 	for _, p := range ps {
 		if h.off+segment.RecordSpan(len(p)) > len(h.b) {
