@@ -300,8 +300,11 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		st.LastSeq, st.Records, pid, s.hub.clientCount())
 }
 
-// decimal matches payloads that are served as JSON numbers.
-var decimal = regexp.MustCompile(`^\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$`)
+// decimal matches payloads that are served as JSON numbers. It is compiled on first
+// use, not at the start of every filering command.
+var decimal = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$`)
+})
 
 // appendRecordJSON appends {"seq":N,"time_ns":T,"value":V}.
 func appendRecordJSON(b []byte, r segment.Record) []byte {
@@ -310,7 +313,7 @@ func appendRecordJSON(b []byte, r segment.Record) []byte {
 	b = append(b, `,"time_ns":`...)
 	b = strconv.AppendInt(b, r.Time, 10)
 	b = append(b, `,"value":`...)
-	if len(r.Data) < 64 && decimal.Match(r.Data) {
+	if len(r.Data) < 64 && decimal().Match(r.Data) {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(string(r.Data)), 64); err == nil {
 			return append(strconv.AppendFloat(b, v, 'g', -1, 64), '}')
 		}
