@@ -24,8 +24,8 @@ import (
 
 // Defaults for a new ring.
 const (
-	DefaultSegmentSize = 1 << 20
-	DefaultSegments    = 16
+	DefaultSegmentSize = 2 << 20 // a multiple of the huge page size: see ringdir.Huge
+	DefaultSegments    = 8
 	DefaultDirMode     = 0o750
 	DefaultFileMode    = 0o640
 )
