@@ -190,16 +190,16 @@ func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 		prot |= unix.PROT_WRITE
 	}
 	if Huge(size) {
-		b, err := mapAligned(int(f.Fd()), uintptr(size), uintptr(hugePageSize()), prot)
-		if err != nil {
-			return nil, &os.PathError{Op: "mmap", Path: f.Name(), Err: err}
+		// Where the address space is short (32 bits), the aligned mapping may not
+		// find room; the plain mapping below may still.
+		if b, err := mapAligned(int(f.Fd()), uintptr(size), uintptr(hugePageSize()), prot); err == nil {
+			if unix.Madvise(b, unix.MADV_COLLAPSE) != nil {
+				// Small pages, then: fault them in now, as MAP_POPULATE does (a
+				// failure only leaves the faults to the first reads).
+				unix.Madvise(b, unix.MADV_POPULATE_READ)
+			}
+			return b, nil
 		}
-		if unix.Madvise(b, unix.MADV_COLLAPSE) != nil {
-			// Small pages, then: fault them in now, as MAP_POPULATE does (a failure
-			// only leaves the faults to the first reads).
-			unix.Madvise(b, unix.MADV_POPULATE_READ)
-		}
-		return b, nil
 	}
 	// Readers and the writer touch every page of a segment: fault them all in now, in
 	// one system call, rather than one page fault per page on the record path.
