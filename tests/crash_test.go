@@ -56,12 +56,21 @@ func checkRounds(recs []record) error {
 // restarts it, while a follower and repeated snapshots read the ring: no reader ever
 // fails, and the ring ends up holding every record each run appended, numbered with no
 // gap and no repeat. A second producer on the running ring is refused.
+//
+// It runs with 256 KiB segments and with 2 MiB ones, which the producer maps on huge
+// pages where the kernel allows, and maps again when it recovers the ring.
 func TestProduce_KillAndRestart(t *testing.T) {
+	for _, size := range []string{"256KiB", "2MiB"} {
+		t.Run(size, func(t *testing.T) { killAndRestart(t, size) })
+	}
+}
+
+func killAndRestart(t *testing.T, segmentSize string) {
 	dir := ring(t)
 	rounds := short(20, 5)
-	// 64 segments of 256 KiB hold every record of this test, and more segments than the
-	// producer runs start.
-	flags := []string{"--segment-size", "256KiB", "--segments", "64"}
+	// 64 segments hold every record of this test, and more segments than the producer
+	// runs start.
+	flags := []string{"--segment-size", segmentSize, "--segments", "64"}
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 0))
 	t.Logf("seed %d", seed)

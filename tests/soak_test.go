@@ -16,9 +16,12 @@ import (
 //
 //	FILERING_SOAK_SECONDS=60 go test -count=1 -run Soak -v ./tests/
 //
+// It runs twice: on 16 segments of 64 KiB (a roll every 1636 records), and on 4 segments
+// of 2 MiB, which the producer and the readers map on huge pages where the kernel allows.
+//
 // Every record holds its own sequence number, zero-padded to 10 digits, so that every
 // record takes 40 bytes and each 64 KiB segment holds exactly 1636 records: segment k
-// holds 1636(k-1)+1 .. 1636k. At the end the writer stops, with the producer still
+// holds 1636(k-1)+1 .. 1636k (52427 records for 2 MiB). At the end the writer stops, with the producer still
 // running, so its hot segment keeps the last records; then SIGINT ends the producer,
 // which seals it, and the takers empty the ring. The counts must add up exactly:
 //
@@ -33,8 +36,20 @@ import (
 //     nothing on stderr.
 //   - SIGINT ends the producer, every follower and every taker with status 0.
 func TestSoak(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		size, segments uint64
+	}{
+		{"64KiB", 64 << 10, 16},
+		{"2MiB", 2 << 20, 4},
+	} {
+		t.Run(c.name, func(t *testing.T) { soak(t, c.size, c.segments) })
+	}
+}
+
+func soak(t *testing.T, segmentSize, retained uint64) {
 	secs := envCount(t, "FILERING_SOAK_SECONDS", short(3, 1))
-	const perSegment = (64<<10 - 64) / 40
+	perSegment := (segmentSize - 64) / 40
 	padded := func(k uint64) string { return fmt.Sprintf("%010d", k) }
 	checkPayload := func(seq uint64, data []byte) error {
 		if v, ok := decimal(data); !ok || v != seq || len(data) != 10 {
@@ -59,7 +74,7 @@ func TestSoak(t *testing.T) {
 		f.waitIdle()
 	}
 
-	p := startProducer(t, dir, "--segment-size", "64KiB", "--segments", "16")
+	p := startProducer(t, dir, "--segment-size", strconv.FormatUint(segmentSize, 10), "--segments", strconv.FormatUint(retained, 10))
 	fd := feed(p.stdin, feedOptions{line: func(k int) string { return padded(uint64(k)) }, keep: true})
 	waitFor(t, 10*time.Second, "manifest", func() bool { return exists(filepath.Join(dir, "manifest")) })
 
@@ -205,8 +220,8 @@ func TestSoak(t *testing.T) {
 	if takenRecords+droppedRecords != written || takenRecords != takenBy[0]+takenBy[1] {
 		t.Fatalf("taken %d (%d + %d printed) + dropped %d != written %d", takenRecords, takenBy[0], takenBy[1], droppedRecords, written)
 	}
-	t.Logf("%d s: %d records written (%.0f/s) in %d segments of 64 KiB, %d segments retained", secs, written,
-		float64(written)/elapsed.Seconds(), segments, len(m.Segments))
+	t.Logf("%d s: %d records written (%.0f/s) in %d segments of %d KiB, %d segments retained", secs, written,
+		float64(written)/elapsed.Seconds(), segments, segmentSize>>10, len(m.Segments))
 	t.Logf("16 followers: %d records printed (%.1f%%; the slowest %d), %d reported lost in %d reports; printed + lost = 16 x %d",
 		printed, 100*float64(printed)/float64(16*written), minPrinted, lost, reports, written)
 	t.Logf("2 takers: %d + %d records taken, each once; %d segments (%d records) removed by retention before any taker claimed them",
