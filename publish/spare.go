@@ -55,7 +55,7 @@ func (w *Writer) preparer() {
 				w.mu.Unlock()
 				continue
 			}
-			w.preparing = true
+			w.preparing, w.preparingNum = true, num
 			w.mu.Unlock()
 			sp, err := w.allocate(num, ".spare")
 			if err == nil {

@@ -120,25 +120,26 @@ type Writer struct {
 	lock *os.File
 	opts Options
 
-	mu        sync.Mutex
-	cond      sync.Cond // signalled when a wake-up write finishes; uses mu
-	man       segment.Manifest
-	hot       *hotSegment
-	next      uint64 // sequence number of the next record
-	closed    bool
-	dirty     bool  // the manifest on disk is behind man
-	pending   bool  // records were appended since the last wake-up write
-	lastWake  int64 // when the last wake-up write was made, ns since the epoch
-	clock     clock // record timestamps
-	waking    *hotSegment
-	spare     *spare // the next segment, allocated ahead of need
-	preparing bool   // the preparer is allocating a spare
-	tight     bool   // the file system ran out of room: allocate nothing ahead
-	lost      uint64 // records dropped to make room on a full file system
+	mu           sync.Mutex
+	cond         sync.Cond // signalled when a wake-up write finishes; uses mu
+	man          segment.Manifest
+	hot          *hotSegment
+	next         uint64 // sequence number of the next record
+	closed       bool
+	dirty        bool  // the manifest on disk is behind man
+	pending      bool  // records were appended since the last wake-up write
+	lastWake     int64 // when the last wake-up write was made, ns since the epoch
+	clock        clock // record timestamps
+	waking       *hotSegment
+	spare        *spare // the next segment, allocated ahead of need
+	preparing    bool   // the preparer is allocating a spare
+	preparingNum uint64 // the segment number it is allocating
+	rolling      bool   // a roll is under way; it may wait with mu released
+	tight        bool   // the file system ran out of room: allocate nothing ahead
+	lost         uint64 // records dropped to make room on a full file system
 
-	highestNumber uint64    // highest segment number found in the directory at open
-	leftovers     []string  // files a crash left, removed once the manifest is written
-	one           [1][]byte // Append's batch of one, to avoid an allocation per call
+	highestNumber uint64   // highest segment number found in the directory at open
+	leftovers     []string // files a crash left, removed once the manifest is written
 
 	kick    chan struct{}    // capacity 1: a wake-up write is wanted
 	prepare chan uint64      // capacity 1: allocate a spare for this segment number
@@ -278,9 +279,10 @@ func (w *Writer) chown(f *os.File) {
 func (w *Writer) Append(p []byte) (uint64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.one[0] = p
-	first, _, err := w.appendLocked(w.one[:])
-	w.one[0] = nil
+	// A batch of one on the stack: appendLocked may wait with w.mu released, so a
+	// buffer kept in w would be another Append's to overwrite.
+	one := [1][]byte{p}
+	first, _, err := w.appendLocked(one[:])
 	return first, err
 }
 
@@ -297,6 +299,11 @@ func (w *Writer) AppendBatch(ps [][]byte) (first uint64, n int, err error) {
 }
 
 func (w *Writer) appendLocked(ps [][]byte) (first uint64, n int, err error) {
+	// A roll under way may be waiting with w.mu released. Nothing may be appended until
+	// it is done: a batch's records must stay contiguous, and first must stay true.
+	for w.rolling {
+		w.cond.Wait()
+	}
 	if w.closed {
 		return 0, 0, ErrClosed
 	}
@@ -316,7 +323,7 @@ func (w *Writer) appendLocked(ps [][]byte) (first uint64, n int, err error) {
 	now := w.clock.now()
 	h := w.hot
 	for _, p := range ps {
-		if h.off+segment.RecordSpan(len(p)) > len(h.b) {
+		for h.off+segment.RecordSpan(len(p)) > len(h.b) {
 			if err := w.roll(); err != nil {
 				w.announce(now)
 				return first, n, err
@@ -386,6 +393,10 @@ func (w *Writer) Close() error {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for w.rolling {
+		// An append's roll is waiting with w.mu released: let it finish first.
+		w.cond.Wait()
+	}
 	err := w.finishHot()
 	if err == nil || w.dirty {
 		if merr := w.writeManifest(); err == nil {
@@ -458,8 +469,25 @@ func (w *Writer) release() {
 	w.dir.Close()
 }
 
-// roll seals the full hot segment and starts a new one. Called with w.mu held.
+// roll seals the full hot segment and starts a new one. Called with w.mu held. A roll
+// may wait on w.cond, which releases w.mu; meanwhile w.rolling holds appends back (see
+// appendLocked). A roll asked for while another is under way (sealIfOld) waits for it
+// to finish and returns nil; the caller looks at the new hot segment again.
 func (w *Writer) roll() error {
+	if w.rolling {
+		for w.rolling {
+			w.cond.Wait()
+		}
+		if w.closed || w.hot == nil {
+			return ErrClosed
+		}
+		return nil
+	}
+	w.rolling = true
+	defer func() {
+		w.rolling = false
+		w.cond.Broadcast()
+	}()
 	old := w.hot
 	if old.count == 0 {
 		return fmt.Errorf("%w: empty segment cannot hold the record", ErrTooLarge)
@@ -506,6 +534,11 @@ func (w *Writer) startSegment() error {
 func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 	if num > segment.MaxNumber {
 		return nil, fmt.Errorf("publish: segment numbers exhausted at %d", num)
+	}
+	// The preparer may be allocating this very segment: waiting for it costs less
+	// than allocating a second one, which it would then throw away.
+	for w.preparing && w.preparingNum == num {
+		w.cond.Wait()
 	}
 	if sp := w.spare; sp != nil {
 		w.spare = nil
