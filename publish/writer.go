@@ -492,11 +492,14 @@ func (w *Writer) roll() error {
 	if old.count == 0 {
 		return fmt.Errorf("%w: empty segment cannot hold the record", ErrTooLarge)
 	}
-	w.waitWake(old)
 	nh, err := w.createSegment(old.num+1, w.next)
 	if err != nil {
 		return err
 	}
+	// Creating the segment may have waited with w.mu released, and the background
+	// goroutine may have started a wake-up write to old meanwhile: let it finish before
+	// the seal, so that no write to old follows it.
+	w.waitWake(old)
 	segment.Seal(old.b, int64(old.off))
 	i := len(w.man.Segments) - 1
 	w.man.Segments[i].Sealed = true

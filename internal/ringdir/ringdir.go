@@ -173,7 +173,7 @@ func (d *Dir) Remove(name string) error {
 // When size is a multiple of the huge page size, Map places the mapping on a huge page
 // boundary and asks the kernel to back it with huge pages (MADV_COLLAPSE, Linux 6.1 and
 // later); when that is refused, or size is not such a multiple, it faults every page in
-// up front. See HugePages.
+// up front. See Huge.
 func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
