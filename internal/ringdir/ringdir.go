@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -173,7 +174,11 @@ func (d *Dir) Remove(name string) error {
 // When size is a multiple of the huge page size, Map places the mapping on a huge page
 // boundary and asks the kernel to back it with huge pages (MADV_COLLAPSE, Linux 6.1 and
 // later); when that is refused, or size is not such a multiple, it faults every page in
-// up front. See Huge.
+// up front. See Huge. For a segment the producer put on huge pages, that only maps
+// them; for one on small pages, the kernel would have to find free huge pages and copy
+// the file into them, which is what fails where memory is short or fragmented. So once
+// the kernel has refused a read-only mapping, Map asks no more for read-only ones in
+// this process; it always asks for writable ones (the producer's).
 func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -193,7 +198,14 @@ func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 		// Where the address space is short (32 bits), the aligned mapping may not
 		// find room; the plain mapping below may still.
 		if b, err := mapAligned(int(f.Fd()), uintptr(size), uintptr(hugePageSize()), prot); err == nil {
-			if unix.Madvise(b, unix.MADV_COLLAPSE) != nil {
+			collapsed := false
+			if writable || !collapseRefused.Load() {
+				collapsed = unix.Madvise(b, unix.MADV_COLLAPSE) == nil
+				if !collapsed && !writable {
+					collapseRefused.Store(true)
+				}
+			}
+			if !collapsed {
 				// Small pages, then: fault them in now, as MAP_POPULATE does (a
 				// failure only leaves the faults to the first reads).
 				unix.Madvise(b, unix.MADV_POPULATE_READ)
@@ -242,6 +254,9 @@ func Huge(size int64) bool {
 	hp := hugePageSize()
 	return hp > 0 && size%hp == 0
 }
+
+// collapseRefused is set once the kernel has refused huge pages for a read-only mapping.
+var collapseRefused atomic.Bool
 
 var hugePageSize = sync.OnceValue(func() int64 {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
