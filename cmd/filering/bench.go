@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -283,6 +284,10 @@ type aloneResult struct {
 	MBPerSec      float64 `json:"mb_per_s"`
 	// FileringOver is filering's records/s divided by this transport's; baselines only.
 	FileringOver float64 `json:"filering_over,omitempty"`
+	// HugeShare, for filering, is the share of the producer's segment mappings that the
+	// kernel mapped with huge pages at the end of the run (a segment being prepared left
+	// out), from 0 to 1; -1 when unknown.
+	HugeShare *float64 `json:"huge_page_share,omitempty"`
 }
 
 // followResult is the producer sending as fast as it can to a reader in another process.
@@ -571,6 +576,11 @@ func (b *bencher) alone(transport string, size int) (aloneResult, error) {
 	defer l.cleanup()
 	drained := l.drain()
 	res, err := pump(l.sender, newFrame(size), b.warmup, b.duration, false)
+	var huge *float64
+	if transport == transFilering {
+		share := hugeShare(l.path)
+		huge = &share
+	}
 	if cerr := l.close(); err == nil {
 		err = cerr
 	}
@@ -583,7 +593,54 @@ func (b *bencher) alone(transport string, size int) (aloneResult, error) {
 		Size: size, Transport: transport, Records: res.sent, Seconds: secs,
 		RecordsPerSec: float64(res.sent) / secs,
 		MBPerSec:      float64(res.sent) * float64(size) / secs / 1e6,
+		HugeShare:     huge,
 	}, nil
+}
+
+// hugeShare returns the share of this process's mappings of segments in dir that the
+// kernel mapped with huge pages (ShmemPmdMapped over Size in /proc/self/smaps), or -1
+// when it cannot tell or nothing in dir is mapped. A segment being prepared, still under
+// its temporary name (a leading dot), is left out.
+func hugeShare(dir string) float64 {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	prefix := filepath.Clean(dir) + "/"
+	var size, pmd int64
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(fields[0], ":") {
+			// A mapping's first line: range, permissions, offset, device, inode, path.
+			in = len(fields) >= 6 && strings.HasPrefix(fields[5], prefix) &&
+				!strings.HasPrefix(fields[5][len(prefix):], ".")
+			continue
+		}
+		if !in || len(fields) < 2 {
+			continue
+		}
+		n, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch fields[0] {
+		case "Size:":
+			size += n
+		case "ShmemPmdMapped:":
+			pmd += n
+		}
+	}
+	if sc.Err() != nil || size == 0 {
+		return -1
+	}
+	return float64(pmd) / float64(size)
 }
 
 // follow measures the producer sending to a reader in another process.
@@ -1407,10 +1464,10 @@ func (rep *benchReport) print(out io.Writer) error {
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Alone) > 0 {
 		fmt.Fprintf(bw, "\n1. Producer alone (pipe and socket drained by a goroutine in the producer's process)\n\n")
-		fmt.Fprintln(tw, "size\ttransport\trecords\trecords/s\tMB/s\tfilering ÷ this\t")
+		fmt.Fprintln(tw, "size\ttransport\trecords\trecords/s\tMB/s\tfilering ÷ this\thuge pages\t")
 		for _, r := range rep.Alone {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.1f\t%s\t\n", ramdisk.FormatSize(int64(r.Size)), r.Transport,
-				r.Records, siRate(r.RecordsPerSec), r.MBPerSec, ratio(r.FileringOver))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.1f\t%s\t%s\t\n", ramdisk.FormatSize(int64(r.Size)), r.Transport,
+				r.Records, siRate(r.RecordsPerSec), r.MBPerSec, ratio(r.FileringOver), hugeColumn(r.HugeShare))
 		}
 		tw.Flush()
 	}
@@ -1435,6 +1492,18 @@ func (rep *benchReport) print(out io.Writer) error {
 		tw.Flush()
 	}
 	return bw.Flush()
+}
+
+// hugeColumn formats an aloneResult's HugeShare: a percentage, "?" when unknown, "-"
+// for the baselines.
+func hugeColumn(share *float64) string {
+	switch {
+	case share == nil:
+		return "-"
+	case *share < 0:
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", 100**share)
 }
 
 func roundsNote(n int) string {

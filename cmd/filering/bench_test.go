@@ -9,6 +9,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/publish"
 	"github.com/filering/filering/ramdisk"
 	"github.com/filering/filering/segment"
 )
@@ -172,5 +174,34 @@ func TestCPUModel(t *testing.T) {
 		if got := cpuModel(tc.cpuinfo); got != tc.want {
 			t.Errorf("%s: cpuModel = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestHugeShare checks the huge pages column's source: nothing mapped is unknown, a
+// mapping that cannot be on huge pages is 0, and a producer's 2 MiB segments are between
+// 0 and 1 (1 where the kernel gives huge pages).
+func TestHugeShare(t *testing.T) {
+	dir := t.TempDir()
+	if got := hugeShare(dir); got != -1 {
+		t.Fatalf("nothing mapped: %v, want -1", got)
+	}
+	for _, size := range []int64{1 << 20, 2 << 20} {
+		ring := ringtest.Dir(t)
+		w, err := publish.Open(ring, publish.Options{SegmentSize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Append([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		got := hugeShare(ring)
+		w.Close()
+		switch {
+		case got < 0 || got > 1:
+			t.Fatalf("%d-byte segments: share %v", size, got)
+		case size%(2<<20) != 0 && got != 0:
+			t.Fatalf("%d-byte segments cannot be on huge pages, share %v", size, got)
+		}
+		t.Logf("%s segments: %.0f%% on huge pages", ramdisk.FormatSize(size), 100*got)
 	}
 }
