@@ -546,9 +546,21 @@ func BenchmarkSnapshot(b *testing.B) {
 
 // A segment truncated under a reader's mapping (not something a filering producer ever
 // does) makes reads fault: the reader reports corruption instead of crashing.
+// TestSnapshot_SegmentTruncatedUnderMapping truncates segments under a snapshot's
+// mappings, on small pages and on 2 MiB segments, which are mapped on huge pages where
+// the kernel allows: the fault is reported as corruption, not a crash.
 func TestSnapshot_SegmentTruncatedUnderMapping(t *testing.T) {
+	for _, c := range []struct {
+		size    int64
+		records int
+	}{{64 << 10, 2000}, {2 << 20, 70000}} {
+		t.Run(fmt.Sprint(c.size), func(t *testing.T) { truncatedUnderMapping(t, c.size, c.records) })
+	}
+}
+
+func truncatedUnderMapping(t *testing.T, segmentSize int64, records int) {
 	dir := ringtest.Dir(t)
-	w := produce(t, dir, publish.Options{SegmentSize: 64 << 10}, 2000)
+	w := produce(t, dir, publish.Options{SegmentSize: segmentSize}, records)
 	w.Close()
 	r := openRing(t, dir)
 	s, err := r.Snapshot(Selection{})
