@@ -7,10 +7,18 @@ import (
 	"github.com/filering/filering/segment"
 )
 
-// wakeInterval is the least time between two wake-up writes. A burst of appends costs one
-// write per interval instead of one per record; a record that follows a quiet period is
-// announced at once.
-const wakeInterval = 100 * time.Microsecond
+// Wake-up writes. A record appended wakeQuiet or more after the one before it is
+// announced at once, from Append. Records that follow each other more closely are
+// announced by the background goroutine: the first of them at once, the others at the
+// end of a pause that starts at wakeMin and doubles, up to wakeMax, for as long as
+// records keep coming. A short burst is thus announced within wakeMin of its end, and a
+// sustained stream costs one write per wakeMax, not one per record, which matters on a
+// small board: every write also wakes every follower.
+const (
+	wakeQuiet = 100 * time.Microsecond
+	wakeMin   = 100 * time.Microsecond
+	wakeMax   = time.Millisecond
+)
 
 // background is one of the Writer's goroutines. It makes the wake-up writes that let inotify
 // followers see records written through the mapping, and seals the hot segment when it
@@ -24,17 +32,26 @@ func (w *Writer) background() {
 	}
 	pause := time.NewTimer(0)
 	<-pause.C
+	interval, paused := wakeMin, false
 	for {
+		kick, ended := w.kick, (<-chan time.Time)(nil)
+		if paused {
+			kick, ended = nil, pause.C
+		}
 		select {
 		case <-w.stop:
 			return
-		case <-w.kick:
+		case <-kick:
 			w.wake()
-			pause.Reset(wakeInterval)
-			select {
-			case <-w.stop:
-				return
-			case <-pause.C:
+			interval, paused = wakeMin, true
+			pause.Reset(interval)
+		case <-ended:
+			if w.wake() {
+				// Records came during the pause: the stream goes on.
+				interval = min(2*interval, wakeMax)
+				pause.Reset(interval)
+			} else {
+				paused = false
 			}
 		case <-tick:
 			w.sealIfOld()
@@ -45,16 +62,21 @@ func (w *Writer) background() {
 // wake publishes the hot segment's committed word: an atomic store through the mapping,
 // then a pwrite of the same 8 bytes, which inotify reports as IN_MODIFY. The segment is
 // marked as being woken so that roll does not seal it while the pwrite is in flight
-// (that would let the pwrite put back an older committed word).
-func (w *Writer) wake() {
+// (that would let the pwrite put back an older committed word). It reports whether
+// there were records to announce.
+func (w *Writer) wake() bool {
 	w.mu.Lock()
 	h := w.hot
 	if h == nil || !w.pending {
 		w.mu.Unlock()
-		return
+		return false
 	}
 	w.pending = false
-	w.lastWake = w.clock.now()
+	// A kick sent since is for the records announced here.
+	select {
+	case <-w.kick:
+	default:
+	}
 	segment.SetCommitted(h.b, int64(h.off))
 	var buf [8]byte
 	binary.LittleEndian.PutUint64(buf[:], uint64(h.off))
@@ -67,13 +89,17 @@ func (w *Writer) wake() {
 	w.waking = nil
 	w.cond.Broadcast()
 	w.mu.Unlock()
+	return true
 }
 
 // wakeNow makes the wake-up write for h in the caller's goroutine. Called with w.mu held
 // and no wake-up write in flight.
-func (w *Writer) wakeNow(h *hotSegment, now int64) {
+func (w *Writer) wakeNow(h *hotSegment) {
 	w.pending = false
-	w.lastWake = now
+	select {
+	case <-w.kick:
+	default:
+	}
 	segment.SetCommitted(h.b, int64(h.off))
 	var buf [8]byte
 	binary.LittleEndian.PutUint64(buf[:], uint64(h.off))

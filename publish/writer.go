@@ -128,7 +128,7 @@ type Writer struct {
 	closed       bool
 	dirty        bool  // the manifest on disk is behind man
 	pending      bool  // records were appended since the last wake-up write
-	lastWake     int64 // when the last wake-up write was made, ns since the epoch
+	lastAppend   int64 // when the last record was appended, ns since the epoch
 	clock        clock // record timestamps
 	waking       *hotSegment
 	spare        *spare // the next segment, allocated ahead of need
@@ -342,11 +342,13 @@ func (w *Writer) appendLocked(ps [][]byte) (first uint64, n int, err error) {
 // announce arranges the wake-up write for records just appended at time now. Called
 // with w.mu held.
 func (w *Writer) announce(now int64) {
+	quiet := now-w.lastAppend >= int64(wakeQuiet)
+	w.lastAppend = now
 	switch {
-	case now-w.lastWake >= int64(wakeInterval) && w.waking == nil:
+	case quiet && w.waking == nil:
 		// The first records after a quiet spell: announce them at once, here, rather
 		// than pay for waking the background goroutine first.
-		w.wakeNow(w.hot, now)
+		w.wakeNow(w.hot)
 	case !w.pending:
 		w.pending = true
 		select {
