@@ -346,6 +346,10 @@ type hub struct {
 	changed chan struct{}
 	nclient int
 	epoch   uint64 // grows when the ring is created anew and sequence numbers restart
+	// current is set once the hub's follower has read all the ring had and waits for
+	// more. Until then, a client that asks for records beyond the newest the hub holds
+	// may be asking for records the hub has yet to read, not ones the ring never had.
+	current bool
 }
 
 type hubSlot struct {
@@ -365,6 +369,7 @@ func (h *hub) run(ctx context.Context, r *watch.Ring) {
 			time.Sleep(watch.FastPollInterval)
 			continue
 		}
+		f.OnWait(h.caughtUp)
 		var ev []byte
 		for f.Next(ctx) {
 			rec := f.Record()
@@ -377,9 +382,24 @@ func (h *hub) run(ctx context.Context, r *watch.Ring) {
 			h.add(rec.Seq, ev)
 		}
 		f.Close()
+		h.mu.Lock()
+		h.current = false
+		h.mu.Unlock()
 		if ctx.Err() == nil {
 			time.Sleep(watch.FastPollInterval) // a damaged ring: try again
 		}
+	}
+}
+
+// caughtUp records that the hub's follower has read everything the ring holds, and
+// wakes the streams waiting to learn it.
+func (h *hub) caughtUp() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.current {
+		h.current = true
+		close(h.changed)
+		h.changed = make(chan struct{})
 	}
 }
 
@@ -408,7 +428,7 @@ func (h *hub) add(seq uint64, ev []byte) {
 func (h *hub) since(next uint64, epoch *uint64, b []byte) (events []byte, after uint64, changed <-chan struct{}, behind bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if *epoch != h.epoch || (h.n > 0 && next > h.newest+1) {
+	if *epoch != h.epoch || (h.current && h.n > 0 && next > h.newest+1) {
 		// The ring was created anew (or the client has seen numbers this ring never
 		// reached): tell the client, and start over with what the hub holds.
 		*epoch = h.epoch

@@ -16,6 +16,7 @@ import (
 
 	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/publish"
+	"github.com/filering/filering/segment"
 	"github.com/filering/filering/watch"
 )
 
@@ -233,5 +234,25 @@ func TestServe_EventsRestart(t *testing.T) {
 	}
 	if !restart || len(ids) != 10 || ids[0] != "1" {
 		t.Fatalf("restart %v, ids %v", restart, ids)
+	}
+}
+
+// TestHub_ResumeWhileCatchingUp: a stream that resumes beyond the newest record the hub
+// holds, while the hub is still reading the ring, waits for the hub; once the hub has
+// read all the ring holds, the same request means the ring was created anew.
+func TestHub_ResumeWhileCatchingUp(t *testing.T) {
+	h := newHub(100)
+	for seq := uint64(1); seq <= 50; seq++ {
+		h.add(seq, appendEvent(nil, segment.Record{Seq: seq, Data: []byte("x")}))
+	}
+	epoch := h.clients(+1)
+	events, next, _, behind := h.since(91, &epoch, nil)
+	if len(events) != 0 || next != 91 || behind {
+		t.Fatalf("while catching up: %q, next %d, behind %v; want nothing, next 91", events, next, behind)
+	}
+	h.caughtUp()
+	events, next, _, _ = h.since(91, &epoch, nil)
+	if !strings.HasPrefix(string(events), "event: restart\n") || next != 51 {
+		t.Fatalf("caught up: %q, next %d; want a restart and the records from 1", events, next)
 	}
 }
