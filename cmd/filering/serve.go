@@ -215,6 +215,14 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	} else if last > 0 {
 		next = 1
 	}
+	if next > 1 && next-1 > s.hub.newestSeq() {
+		// An id from /records, which reads the ring itself, can be ahead of the hub by
+		// records it has yet to read: give the hub a moment to reach it before taking
+		// it for an id from a ring since created anew.
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		s.hub.waitAfter(ctx, next-2)
+		cancel()
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

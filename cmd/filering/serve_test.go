@@ -256,3 +256,60 @@ func TestHub_ResumeWhileCatchingUp(t *testing.T) {
 		t.Fatalf("caught up: %q, next %d; want a restart and the records from 1", events, next)
 	}
 }
+
+// TestServe_ResumeAheadOfHub: an event stream resuming with an id the hub has not read yet
+// (taken from /records, which reads the ring itself) gets the records after it once the
+// hub reads them, with no restart event.
+func TestServe_ResumeAheadOfHub(t *testing.T) {
+	dir := ringtest.Dir(t)
+	w, err := publish.Open(dir, publish.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := watch.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s := newServer(r, 1000)
+	// The hub is fed by hand: it has read records 1 to 50 of a ring that holds 100.
+	rec := func(seq uint64) []byte { return appendEvent(nil, segment.Record{Seq: seq, Data: []byte("x")}) }
+	for seq := uint64(1); seq <= 50; seq++ {
+		s.hub.add(seq, rec(seq))
+	}
+	s.hub.caughtUp()
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		for seq := uint64(51); seq <= 100; seq++ {
+			s.hub.add(seq, rec(seq))
+		}
+	}()
+	req, _ := http.NewRequest("GET", ts.URL+"/events", nil)
+	req.Header.Set("Last-Event-ID", "80")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for want := uint64(81); want <= 100 && sc.Scan(); {
+		line := sc.Text()
+		if strings.HasPrefix(line, "event: ") {
+			t.Fatalf("before record %d: %q", want, line)
+		}
+		if id, ok := strings.CutPrefix(line, "id: "); ok {
+			if n, _ := strconv.ParseUint(id, 10, 64); n != want {
+				t.Fatalf("event id %d, want %d", n, want)
+			}
+			want++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
