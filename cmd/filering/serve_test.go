@@ -119,25 +119,38 @@ func bufioRead(resp *http.Response) (string, error) {
 }
 
 // sse reads events from an open stream until it has seen want ids or time runs out.
-func sse(t *testing.T, url, lastID string, want int) []uint64 {
+// eventStream opens an event stream, with Last-Event-ID when lastID is not empty, checks
+// its headers and returns a scanner of its lines and the function that closes it. On
+// failure it reports the error with t.Error (it may run in any goroutine) and returns a
+// nil scanner.
+func eventStream(t *testing.T, url, lastID string) (*bufio.Scanner, func()) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
+		cancel()
 		t.Error(err)
-		return nil
+		return nil, func() {}
 	}
-	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || resp.Header.Get("X-Accel-Buffering") != "no" {
 		t.Errorf("headers %v", resp.Header)
 	}
+	return bufio.NewScanner(resp.Body), func() { resp.Body.Close(); cancel() }
+}
+
+// sse reads the ids of the first want events of an event stream.
+func sse(t *testing.T, url, lastID string, want int) []uint64 {
+	t.Helper()
+	sc, done := eventStream(t, url, lastID)
+	defer done()
+	if sc == nil {
+		return nil
+	}
 	var ids []uint64
-	sc := bufio.NewScanner(resp.Body)
 	for len(ids) < want && sc.Scan() {
 		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
 			n, _ := strconv.ParseUint(id, 10, 64)
@@ -212,16 +225,11 @@ func TestServe_ManyClientsOneStalled(t *testing.T) {
 // to start over and gets the new ring's records.
 func TestServe_EventsRestart(t *testing.T) {
 	base, _ := startServe(t, 10)
-	req, _ := http.NewRequest("GET", base+"/events", nil)
-	req.Header.Set("Last-Event-ID", "5000")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
+	sc, done := eventStream(t, base+"/events", "5000")
+	defer done()
+	if sc == nil {
+		t.FailNow()
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
 	var restart bool
 	var ids []string
 	for len(ids) < 10 && sc.Scan() {
@@ -287,16 +295,11 @@ func TestServe_ResumeAheadOfHub(t *testing.T) {
 			s.hub.add(seq, rec(seq))
 		}
 	}()
-	req, _ := http.NewRequest("GET", ts.URL+"/events", nil)
-	req.Header.Set("Last-Event-ID", "80")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
+	sc, done := eventStream(t, ts.URL+"/events", "80")
+	defer done()
+	if sc == nil {
+		t.FailNow()
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
 	for want := uint64(81); want <= 100 && sc.Scan(); {
 		line := sc.Text()
 		if strings.HasPrefix(line, "event: ") {
