@@ -27,7 +27,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,6 +37,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/filering/filering/internal/ringdir"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/ramdisk"
 	"github.com/filering/filering/segment"
@@ -598,49 +598,14 @@ func (b *bencher) alone(transport string, size int) (aloneResult, error) {
 }
 
 // hugeShare returns the share of this process's mappings of segments in dir that the
-// kernel mapped with huge pages (ShmemPmdMapped over Size in /proc/self/smaps), or -1
-// when it cannot tell or nothing in dir is mapped. A segment being prepared, still under
-// its temporary name (a leading dot), is left out.
+// kernel mapped with huge pages, or -1 when it cannot tell or nothing in dir is mapped.
+// A segment being prepared, still under its temporary name, is left out.
 func hugeShare(dir string) float64 {
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
+	size, huge, err := ringdir.HugeMapped(dir)
+	if err != nil || size == 0 {
 		return -1
 	}
-	defer f.Close()
-	prefix := filepath.Clean(dir) + "/"
-	var size, pmd int64
-	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		if !strings.HasSuffix(fields[0], ":") {
-			// A mapping's first line: range, permissions, offset, device, inode, path.
-			in = len(fields) >= 6 && strings.HasPrefix(fields[5], prefix) &&
-				!strings.HasPrefix(fields[5][len(prefix):], ".")
-			continue
-		}
-		if !in || len(fields) < 2 {
-			continue
-		}
-		n, err := strconv.ParseInt(fields[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		switch fields[0] {
-		case "Size:":
-			size += n
-		case "ShmemPmdMapped:":
-			pmd += n
-		}
-	}
-	if sc.Err() != nil || size == 0 {
-		return -1
-	}
-	return float64(pmd) / float64(size)
+	return float64(huge) / float64(size)
 }
 
 // follow measures the producer sending to a reader in another process.

@@ -1,13 +1,11 @@
 package ringdir
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -54,7 +52,7 @@ func TestMap(t *testing.T) {
 				if Huge(size) {
 					// Report whether the kernel backed it with huge pages: that depends
 					// on the kernel (MADV_COLLAPSE, 6.1) and on free memory.
-					t.Logf("%d bytes: %d KiB mapped with huge pages", size, pmdMapped(t, addr))
+					t.Logf("%d bytes: %d KiB mapped with huge pages", size, hugeKiB(t, dir))
 				}
 				if writable {
 					b[size-1] ^= 0xff
@@ -92,7 +90,8 @@ func TestSeedHuge(t *testing.T) {
 	if hp == 0 {
 		t.Skip("no transparent huge pages in this kernel")
 	}
-	name := filepath.Join(filepath.Dir(ringtest.Dir(t)), "seg")
+	dir := filepath.Dir(ringtest.Dir(t))
+	name := filepath.Join(dir, "seg")
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -109,30 +108,15 @@ func TestSeedHuge(t *testing.T) {
 	if !bytes.Equal(b, make([]byte, 2*hp)) {
 		t.Fatal("a seeded file does not read as zeroes")
 	}
-	t.Logf("%d KiB mapped with huge pages", pmdMapped(t, uintptr(unsafe.Pointer(unsafe.SliceData(b)))))
+	t.Logf("%d KiB mapped with huge pages", hugeKiB(t, dir))
 }
 
-// pmdMapped returns the ShmemPmdMapped figure, in KiB, of the mapping at addr.
-func pmdMapped(t *testing.T, addr uintptr) int64 {
-	f, err := os.Open("/proc/self/smaps")
+// hugeKiB returns how many KiB of this process's mappings of files in dir are mapped
+// with huge pages.
+func hugeKiB(t *testing.T, dir string) int64 {
+	_, huge, err := HugeMapped(dir)
 	if err != nil {
 		t.Logf("smaps: %v", err)
-		return -1
 	}
-	defer f.Close()
-	prefix := strconv.FormatUint(uint64(addr), 16) + "-"
-	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if fields := strings.Fields(line); len(fields) > 0 && strings.Contains(fields[0], "-") {
-			in = strings.HasPrefix(line, prefix)
-			continue
-		}
-		if in && strings.HasPrefix(line, "ShmemPmdMapped:") {
-			n, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return n
-		}
-	}
-	return -1
+	return huge >> 10
 }

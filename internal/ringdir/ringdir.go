@@ -5,6 +5,7 @@
 package ringdir
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -269,6 +270,47 @@ var hugePageSize = sync.OnceValue(func() int64 {
 	}
 	return n
 })
+
+// HugeMapped reports how much of this process's mappings of files in dir the kernel
+// maps with huge pages: the bytes of those mappings and the bytes among them mapped with
+// huge pages (Size and ShmemPmdMapped in /proc/self/smaps). Files whose names start with
+// a dot (segments still being prepared) are left out.
+func HugeMapped(dir string) (size, huge int64, err error) {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	prefix := filepath.Clean(dir) + "/"
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(fields[0], ":") {
+			// A mapping's first line: range, permissions, offset, device, inode, path.
+			in = len(fields) >= 6 && strings.HasPrefix(fields[5], prefix) &&
+				!strings.HasPrefix(fields[5][len(prefix):], ".")
+			continue
+		}
+		if !in || len(fields) < 2 {
+			continue
+		}
+		n, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch fields[0] {
+		case "Size:":
+			size += n << 10
+		case "ShmemPmdMapped:":
+			huge += n << 10
+		}
+	}
+	return size, huge, sc.Err()
+}
 
 // SeedHuge prepares a new, empty file of size bytes to be mapped on huge pages by Map:
 // it sets the size and allocates the first 4 KiB of every huge page, which lets the
