@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/segment"
 )
 
 // TestWriter_ConcurrentAppends appends from several goroutines at once, with single
@@ -16,7 +17,7 @@ import (
 // its own payloads, numbers are never used twice, and the ring holds every record.
 func TestWriter_ConcurrentAppends(t *testing.T) {
 	dir := ringtest.Dir(t)
-	w, err := Open(dir, Options{SegmentSize: 4096, Segments: 65536, SealAfter: time.Millisecond})
+	w, err := Open(dir, Options{SegmentSize: 4096, Segments: segment.MaxSegments, SealAfter: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestWriter_ConcurrentAppends(t *testing.T) {
 func TestWriter_CloseDuringAppends(t *testing.T) {
 	for round := 0; round < 20; round++ {
 		dir := ringtest.Dir(t)
-		w, err := Open(dir, Options{SegmentSize: 4096, Segments: 65536})
+		w, err := Open(dir, Options{SegmentSize: 4096, Segments: segment.MaxSegments})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,8 +16,11 @@ import (
 // small board: every write also wakes every follower.
 const (
 	wakeQuiet = 100 * time.Microsecond
-	wakeMin   = 100 * time.Microsecond
-	wakeMax   = time.Millisecond
+	// manifestRetry is how often appends try again to write a manifest that a full file
+	// system had no room for.
+	manifestRetry = 10 * time.Millisecond
+	wakeMin       = 100 * time.Microsecond
+	wakeMax       = time.Millisecond
 )
 
 // background is one of the Writer's goroutines. It makes the wake-up writes that let inotify

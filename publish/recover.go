@@ -16,6 +16,9 @@ import (
 // removes it if it holds none, and removes files a crash left behind. It never changes
 // a record. Called with the lock held, before the background goroutine starts.
 func (w *Writer) recover() error {
+	if err := w.checkFiles(); err != nil {
+		return err
+	}
 	m, err := w.dir.ReadManifest()
 	switch {
 	case errors.Is(err, ringdir.ErrNoRing):
@@ -29,12 +32,46 @@ func (w *Writer) recover() error {
 	}
 	w.man = *m
 	w.next = m.NextSeq()
+	w.retention(m)
 	if hot, ok := m.Hot(); ok {
 		if err := w.recoverHot(hot); err != nil {
 			return err
 		}
 	}
 	return w.scan()
+}
+
+// retention settles how many segments an existing ring keeps: what its manifest says
+// unless the caller asked for another number, and never more than a producer may list.
+// Lowering it drops the oldest segments beyond the new number, which the caller is told.
+func (w *Writer) retention(m *segment.Manifest) {
+	old := m.SegmentsMax
+	switch {
+	case w.opts.Segments == 0 && old > segment.MaxSegments:
+		w.opts.Segments = segment.MaxSegments
+		w.opts.Logf("%s: the ring retains %d segments, more than the %d a manifest can list; keeping %d",
+			w.dir.Path(), old, segment.MaxSegments, segment.MaxSegments)
+	case w.opts.Segments == 0:
+		w.opts.Segments = old
+		return
+	case w.opts.Segments >= old:
+		return
+	default:
+		w.opts.Logf("%s: retention lowered from %d to %d segments", w.dir.Path(), old, w.opts.Segments)
+	}
+	// The new hot segment will take one place.
+	over := len(m.Segments) + 1 - w.opts.Segments
+	if over <= 0 {
+		return
+	}
+	first, last := m.Segments[0], m.Segments[min(over, len(m.Segments))-1]
+	if last.Sealed {
+		w.opts.Logf("%s: dropping the %d oldest segments (%s to %s), records %d to %d",
+			w.dir.Path(), over, first.Name, last.Name, first.FirstSeq, last.LastSeq)
+	} else {
+		w.opts.Logf("%s: dropping the %d oldest segments (%s to %s), records from %d",
+			w.dir.Path(), over, first.Name, last.Name, first.FirstSeq)
+	}
 }
 
 // create starts a new ring: an empty manifest first, so that a segment file never
@@ -52,6 +89,9 @@ func (w *Writer) create() error {
 	size := w.opts.SegmentSize
 	if size == 0 {
 		size = DefaultSegmentSize
+	}
+	if w.opts.Segments == 0 {
+		w.opts.Segments = DefaultSegments
 	}
 	w.man = segment.Manifest{Version: segment.Version, SegmentSize: size, SegmentsMax: w.opts.Segments, Segments: []segment.Entry{}}
 	w.next = 1

@@ -3,6 +3,7 @@ package publish
 import (
 	"errors"
 	"fmt"
+	"github.com/filering/filering/segment"
 	"os"
 	"testing"
 
@@ -85,4 +86,140 @@ func TestFullTmpfs_NoRoomForOne(t *testing.T) {
 		}
 		t.Log(err)
 	}
+}
+
+// fill takes every free byte of the file system holding dir with a file of its own, as
+// another program filling a shared tmpfs would, and returns its path.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	path := dir + "/filler"
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var off int64
+	for chunk := int64(1 << 20); chunk >= 4096; {
+		if err := unix.Fallocate(int(f.Fd()), 0, off, chunk); err != nil {
+			if !errors.Is(err, unix.ENOSPC) {
+				t.Fatal(err)
+			}
+			chunk /= 2
+			continue
+		}
+		off += chunk
+	}
+	return path
+}
+
+// TestFullTmpfs_FilledByAnother fills the tmpfs under a running producer with another
+// file, as happens on a board whose /run fills up: the producer drops its oldest sealed
+// segments to make room for new ones and for its manifest, reports each loss exactly,
+// refuses only the records it has no room for at all (ErrNoSpace, the writer stays
+// usable), and goes back to normal once the other file is gone.
+func TestFullTmpfs_FilledByAnother(t *testing.T) {
+	for _, c := range []struct {
+		tmpfs   string
+		segment int64
+	}{
+		{"6m", 2 << 20},
+		{"96k", 16 << 10},
+	} {
+		t.Run(c.tmpfs, func(t *testing.T) {
+			mnt := smallTmpfs(t, c.tmpfs)
+			dir := mnt + "/ring"
+			var notes []string
+			w, err := Open(dir, Options{SegmentSize: c.segment, Logf: func(f string, a ...any) { notes = append(notes, fmt.Sprintf(f, a...)) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload := make([]byte, 200)
+			perSegment := int(c.segment) / segment.RecordSpan(len(payload))
+			refused := 0
+			appendN := func(n int) {
+				for i := 0; i < n; i++ {
+					_, err := w.Append(payload)
+					switch {
+					case errors.Is(err, ErrNoSpace):
+						refused++
+					case err != nil:
+						t.Fatalf("Append: %v", err)
+					}
+				}
+			}
+			appendN(2 * perSegment) // two segments sealed or nearly
+			filler := fill(t, mnt)
+			appendN(6 * perSegment) // several rolls on a full file system
+			if w.Lost() == 0 {
+				t.Fatalf("no segment dropped on a full file system; notes %q", notes)
+			}
+			if err := os.Remove(filler); err != nil {
+				t.Fatal(err)
+			}
+			before := w.NextSeq()
+			appendN(3 * perSegment)
+			if got := w.NextSeq() - before; got != uint64(3*perSegment) {
+				t.Fatalf("after the room came back, %d of %d records appended", got, 3*perSegment)
+			}
+			lost := w.Lost()
+			next := w.NextSeq()
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			m, seqs, _ := readAll(t, dir)
+			if len(seqs) == 0 || seqs[0] != lost+1 || seqs[len(seqs)-1] != next-1 || uint64(len(seqs)) != next-1-lost {
+				t.Fatalf("ring holds %d records %v..%v with %d reported lost, next %d", len(seqs), seqs[0], seqs[len(seqs)-1], lost, next)
+			}
+			if len(m.Segments) < 2 {
+				t.Fatalf("ring did not grow back after the room came back: %d segments", len(m.Segments))
+			}
+			t.Logf("%d records appended, %d refused with ErrNoSpace, %d dropped to make room; %d notes, first %q",
+				next-1, refused, lost, len(notes), notes[0])
+		})
+	}
+}
+
+// TestFullTmpfs_NothingToDrop fills the file system while the ring holds only its hot
+// segment: once that is full, appends fail with ErrNoSpace and change nothing, and the
+// writer goes on as soon as there is room again, with no sequence number skipped.
+func TestFullTmpfs_NothingToDrop(t *testing.T) {
+	mnt := smallTmpfs(t, "1m")
+	dir := mnt + "/ring"
+	w, err := Open(dir, Options{SegmentSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := fill(t, mnt)
+	payload := make([]byte, 200)
+	perSegment := (16 << 10) / segment.RecordSpan(len(payload))
+	refused := 0
+	for i := 0; i < 2*perSegment; i++ {
+		if _, err := w.Append(payload); errors.Is(err, ErrNoSpace) {
+			refused++
+		} else if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("a full file system took two segments' worth of records")
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2*perSegment; i++ {
+		if _, err := w.Append(payload); err != nil {
+			t.Fatalf("Append with room again: %v", err)
+		}
+	}
+	next, lost := w.NextSeq(), w.Lost()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A spare segment allocated ahead of the filler may have let one roll through, and
+	// the segment it sealed then be dropped for the manifest's room: reported as lost.
+	_, seqs, _ := readAll(t, dir)
+	if uint64(len(seqs)) != next-1-lost || seqs[0] != lost+1 || seqs[len(seqs)-1] != next-1 {
+		t.Fatalf("ring holds %d records %d..%d, want %d..%d", len(seqs), seqs[0], seqs[len(seqs)-1], lost+1, next-1)
+	}
+	t.Logf("%d records refused while full, %d appended, %d dropped", refused, next-1, lost)
 }

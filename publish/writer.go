@@ -68,8 +68,11 @@ type Options struct {
 	// SegmentSize is the size of every segment of a new ring (DefaultSegmentSize when
 	// 0). For an existing ring it must be 0 or equal to the ring's size.
 	SegmentSize int64
-	// Segments is how many segments the ring retains, the hot one included
-	// (DefaultSegments when 0). It may change from one run to the next.
+	// Segments is how many segments the ring retains, the hot one included, from
+	// segment.MinSegments to segment.MaxSegments. When 0, an existing ring keeps the
+	// retention its manifest states and a new ring gets DefaultSegments. It may change
+	// from one run to the next; a lower value drops the oldest segments beyond it, and
+	// says so through Logf.
 	Segments int
 	// SealAfter, when positive, seals the hot segment once it is that old and holds at
 	// least one record, so sealed data reaches takers even at low rates.
@@ -82,7 +85,7 @@ type Options struct {
 	// producer creates. Use -1 for "no change" explicitly, or leave 0.
 	GID int
 	// Logf receives notices the caller may want to show: recovery after a crash,
-	// segments dropped to make room. Nil discards them.
+	// segments dropped to make room or to lower the retention. Nil discards them.
 	Logf func(format string, args ...any)
 }
 
@@ -90,14 +93,15 @@ func (o *Options) fill() error {
 	if o.SegmentSize != 0 && !segment.ValidSize(o.SegmentSize) {
 		return fmt.Errorf("%w: segment size %d: want a multiple of 4096 from 4 KiB to 1 GiB", ErrOptions, o.SegmentSize)
 	}
-	if o.Segments == 0 {
-		o.Segments = DefaultSegments
-	}
-	if o.Segments < segment.MinSegments || o.Segments > segment.MaxSegments {
+	if o.Segments != 0 && (o.Segments < segment.MinSegments || o.Segments > segment.MaxSegments) {
 		return fmt.Errorf("%w: %d segments: want %d to %d", ErrOptions, o.Segments, segment.MinSegments, segment.MaxSegments)
 	}
 	if o.SealAfter < 0 {
 		return fmt.Errorf("%w: negative seal-after %v", ErrOptions, o.SealAfter)
+	}
+	if (o.DirMode|o.FileMode)&0o022 != 0 {
+		return fmt.Errorf("%w: modes %04o and %04o let group or others write; only the producer may write a ring",
+			ErrOptions, o.DirMode.Perm(), o.FileMode.Perm())
 	}
 	if o.DirMode == 0 {
 		o.DirMode = DefaultDirMode
@@ -137,6 +141,7 @@ type Writer struct {
 	rolling      bool   // a roll is under way; it may wait with mu released
 	tight        bool   // the file system ran out of room: allocate nothing ahead
 	lost         uint64 // records dropped to make room on a full file system
+	retryAt      int64  // when a manifest that could not be written is tried again, ns
 
 	highestNumber uint64   // highest segment number found in the directory at open
 	leftovers     []string // files a crash left, removed once the manifest is written
@@ -214,6 +219,12 @@ func makeDir(dir string, opts Options) error {
 
 // open takes the lock, recovers or creates the ring and starts a hot segment.
 func (w *Writer) open(wrap func(fileSystem) fileSystem) error {
+	if err := w.checkDir(); err != nil {
+		return err
+	}
+	if err := w.checkFile(segment.LockName); err != nil {
+		return err
+	}
 	if err := w.takeLock(); err != nil {
 		return err
 	}
@@ -252,16 +263,17 @@ func (w *Writer) takeLock() error {
 		return &os.PathError{Op: "lock", Path: f.Name(), Err: err}
 	}
 	w.chown(f)
-	pid := fmt.Sprintf("%d\n", os.Getpid())
-	if err := f.Truncate(0); err != nil {
-		f.Close()
-		return fmt.Errorf("write lock: %w", err)
-	}
-	if _, err := f.WriteAt([]byte(pid), 0); err != nil {
-		f.Close()
-		return fmt.Errorf("write lock: %w", err)
-	}
 	w.lock = f
+	// The pid only informs: a full file system, which may have no page for it, does
+	// not stop the producer.
+	pid := fmt.Sprintf("%d\n", os.Getpid())
+	err = f.Truncate(0)
+	if err == nil {
+		_, err = f.WriteAt([]byte(pid), 0)
+	}
+	if err != nil {
+		w.opts.Logf("%s: write pid: %v", f.Name(), err)
+	}
 	return nil
 }
 
@@ -314,13 +326,17 @@ func (w *Writer) appendLocked(ps [][]byte) (first uint64, n int, err error) {
 				len(p), limit, w.man.SegmentSize)
 		}
 	}
-	if w.dirty {
-		if err := w.writeManifest(); err != nil {
+	now := w.clock.now()
+	if w.dirty && now >= w.retryAt {
+		// A manifest that could not be written for want of room: the records go on
+		// into the hot segment meanwhile, and readers see them once it is written.
+		if err := w.writeManifest(); errors.Is(err, ErrNoSpace) {
+			w.retryAt = now + int64(manifestRetry)
+		} else if err != nil {
 			return 0, 0, err
 		}
 	}
 	first = w.next
-	now := w.clock.now()
 	h := w.hot
 	for _, p := range ps {
 		for h.off+segment.RecordSpan(len(p)) > len(h.b) {
@@ -379,8 +395,9 @@ func (w *Writer) SegmentSize() int64 { return w.man.SegmentSize }
 // Dir returns the ring directory's path.
 func (w *Writer) Dir() string { return w.dir.Path() }
 
-// Close seals the hot segment (or removes it when it holds no records), replaces the
-// manifest, and releases the ring. It stops the Writer's goroutine. Calling Close again
+// Close seals the hot segment, replaces the manifest, and releases the ring. A hot
+// segment that holds no records stays listed, unsealed and empty: its number stays the
+// highest the ring used, so the next producer never reuses it (docs/FORMAT.md). It stops the Writer's goroutine. Calling Close again
 // returns ErrClosed.
 func (w *Writer) Close() error {
 	w.mu.Lock()
@@ -409,7 +426,7 @@ func (w *Writer) Close() error {
 	return err
 }
 
-// finishHot seals the hot segment, or removes it if it is empty, and drops it from w.
+// finishHot seals the hot segment, unless it is empty, and drops it from w.
 func (w *Writer) finishHot() error {
 	h := w.hot
 	if h == nil {
@@ -418,13 +435,8 @@ func (w *Writer) finishHot() error {
 	w.waitWake(h)
 	i := len(w.man.Segments) - 1
 	if h.count == 0 {
-		w.man.Segments = w.man.Segments[:i]
-		w.dirty = true
 		w.unmapHot()
-		if err := w.writeManifest(); err != nil {
-			return err
-		}
-		return w.fs.remove(segment.Name(h.num))
+		return nil
 	}
 	segment.Seal(h.b, int64(h.off))
 	w.man.Segments[i].Sealed = true
@@ -557,9 +569,13 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 			w.discard(sp)
 		}
 	}
-	for {
+	for dropped := false; ; {
 		sp, err := w.allocate(num, ".new")
 		if err == nil {
+			if !dropped {
+				// Room enough without dropping anything: allocate ahead again.
+				w.tight = false
+			}
 			return w.install(sp, first)
 		}
 		if !errors.Is(err, unix.ENOSPC) {
@@ -574,6 +590,7 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 		if !w.dropOldest() {
 			return nil, fmt.Errorf("%w: %v", ErrNoSpace, err)
 		}
+		dropped = true
 	}
 }
 
@@ -682,10 +699,31 @@ func (w *Writer) discard(sp *spare) {
 }
 
 // dropOldest removes the oldest sealed segment to make room, and reports whether there
-// was one. Called with w.mu held.
+// was one. It replaces the manifest first when it can, so that readers see the segment
+// retired rather than missing; when the manifest cannot be written either, the file goes
+// first and the manifest that drops it follows once there is room. Called with w.mu held.
 func (w *Writer) dropOldest() bool {
-	if len(w.man.Segments) == 0 || !w.man.Segments[0].Sealed {
+	e, ok := w.dropEntry()
+	if !ok {
 		return false
+	}
+	if err := w.replaceManifest(); err != nil {
+		w.dirty = true
+		if !errors.Is(err, unix.ENOSPC) {
+			w.opts.Logf("%v", err)
+		}
+	}
+	if err := w.fs.remove(e.Name); err != nil {
+		w.opts.Logf("%v", err)
+	}
+	return true
+}
+
+// dropEntry takes the oldest sealed segment out of the manifest in memory, counts its
+// records as lost and reports it. Called with w.mu held.
+func (w *Writer) dropEntry() (segment.Entry, bool) {
+	if len(w.man.Segments) == 0 || !w.man.Segments[0].Sealed {
+		return segment.Entry{}, false
 	}
 	e := w.man.Segments[0]
 	w.man.Segments = w.man.Segments[1:]
@@ -694,35 +732,54 @@ func (w *Writer) dropOldest() bool {
 	w.lost += n
 	w.opts.Logf("%s: file system full: dropped segment %s, records %d to %d (%d lost)",
 		w.dir.Path(), e.Name, e.FirstSeq, e.LastSeq, n)
-	if err := w.writeManifest(); err != nil {
-		w.opts.Logf("%v", err)
-	}
-	if err := w.fs.remove(e.Name); err != nil {
-		w.opts.Logf("%v", err)
-	}
-	return true
+	return e, true
 }
 
 // writeManifest trims the manifest to the retention limit, replaces the file and then
-// removes the segments it no longer lists. Called with w.mu held.
+// removes the segments it no longer lists. When the file system has no room for the
+// new manifest, it gives back what the writer holds beyond the ring and then drops the
+// oldest sealed segments, one at a time, reporting each, until the manifest fits; it
+// fails with ErrNoSpace only when nothing is left to drop, leaving w.dirty set so that a
+// later call tries again. Called with w.mu held.
 func (w *Writer) writeManifest() error {
 	var drop []segment.Entry
 	if over := len(w.man.Segments) - w.opts.Segments; over > 0 {
 		drop = append(drop, w.man.Segments[:over]...)
 		w.man.Segments = append([]segment.Entry(nil), w.man.Segments[over:]...)
 	}
-	w.man.Generation++
-	w.man.SegmentsMax = w.opts.Segments
-	if err := w.man.Validate(); err != nil {
-		// The producer's own state is wrong: refuse to publish it.
-		return fmt.Errorf("publish: internal error, manifest invalid: %w", err)
-	}
-	err := w.fs.replace(segment.ManifestName, w.man.Encode(), w.opts.FileMode.Perm())
-	if err != nil {
+	for {
+		err := w.replaceManifest()
+		if err == nil {
+			break
+		}
 		w.dirty = true
-		return fmt.Errorf("replace manifest %s: %w", w.dir.Join(segment.ManifestName), err)
+		if !errors.Is(err, unix.ENOSPC) {
+			return err
+		}
+		w.tight = true
+		if w.freeHeld() {
+			continue
+		}
+		// The segments past the retention limit go first: they are dropped anyway.
+		if len(drop) > 0 {
+			for _, e := range drop {
+				if rerr := w.fs.remove(e.Name); rerr != nil {
+					w.opts.Logf("%v", rerr)
+				}
+			}
+			drop = nil
+			continue
+		}
+		e, ok := w.dropEntry()
+		if !ok {
+			return fmt.Errorf("%w: %v", ErrNoSpace, err)
+		}
+		// No room to say so first: remove the file, then list it no more. A reader
+		// that finds a listed segment missing skips it, as it does a taken one.
+		if rerr := w.fs.remove(e.Name); rerr != nil {
+			w.opts.Logf("%v", rerr)
+		}
 	}
-	w.dirty = false
 	if w.opts.GID > 0 {
 		if err := w.root.Chown(segment.ManifestName, -1, w.opts.GID); err != nil {
 			w.opts.Logf("%s: set group: %v", w.dir.Join(segment.ManifestName), err)
@@ -733,5 +790,25 @@ func (w *Writer) writeManifest() error {
 			w.opts.Logf("%v", err)
 		}
 	}
+	return nil
+}
+
+// replaceManifest writes w.man as the new manifest, with the next generation. Called with
+// w.mu held.
+func (w *Writer) replaceManifest() error {
+	w.man.Generation++
+	w.man.SegmentsMax = w.opts.Segments
+	if err := w.man.Validate(); err != nil {
+		// The producer's own state is wrong: refuse to publish it.
+		return fmt.Errorf("publish: internal error, manifest invalid: %w", err)
+	}
+	b := w.man.Encode()
+	if len(b) > segment.MaxManifestSize {
+		return fmt.Errorf("publish: internal error, manifest of %d bytes", len(b))
+	}
+	if err := w.fs.replace(segment.ManifestName, b, w.opts.FileMode.Perm()); err != nil {
+		return fmt.Errorf("replace manifest %s: %w", w.dir.Join(segment.ManifestName), err)
+	}
+	w.dirty = false
 	return nil
 }

@@ -29,9 +29,15 @@ const (
 	// PageSize is the granularity of segment sizes.
 	PageSize = 4096
 
-	// MinSegments and MaxSegments bound how many segments a ring retains.
+	// MinSegments and MaxSegments bound how many segments a producer retains. At
+	// MaxSegments entries, each with the longest names and numbers there can be, the
+	// manifest stays below MaxManifestSize, so every manifest a producer writes is one
+	// every reader accepts.
 	MinSegments = 2
-	MaxSegments = 65536
+	MaxSegments = 8192
+	// MaxSegmentsListed bounds the segments_max a reader accepts in a manifest: rings
+	// written before MaxSegments was lowered may say up to this.
+	MaxSegmentsListed = 65536
 
 	// NameDigits is the number of decimal digits in a segment file name.
 	NameDigits = 16

@@ -39,7 +39,25 @@ func TestDecodeManifest(t *testing.T) {
 		{"not an object", `[1,2]`, ErrManifest},
 		{"trailing data", good + `{}`, ErrManifest},
 		{"future version", strings.Replace(good, `"version":1`, `"version":2`, 1), ErrVersion},
-		{"no version", strings.Replace(good, `"version":1,`, ``, 1), ErrVersion},
+		{"no version", strings.Replace(good, `"version":1,`, ``, 1), ErrManifest},
+		{"future version with new fields", strings.Replace(good, `"version":1,`, `"version":2,"ring_id":"x",`, 1), ErrVersion},
+		{"no generation", strings.Replace(good, `"generation":3,`, ``, 1), ErrManifest},
+		{"no segments", `{"version":1,"segment_size":65536,"segments_max":4,"generation":3}`, ErrManifest},
+		{"null generation", strings.Replace(good, `"generation":3`, `"generation":null`, 1), ErrManifest},
+		{"null segments", `{"version":1,"segment_size":65536,"segments_max":4,"generation":3,"segments":null}`, ErrManifest},
+		{"duplicate key", strings.Replace(good, `"generation":3`, `"generation":3,"generation":4`, 1), ErrManifest},
+		{"float", strings.Replace(good, `"generation":3`, `"generation":3.0`, 1), ErrManifest},
+		{"exponent", strings.Replace(good, `"generation":3`, `"generation":3e0`, 1), ErrManifest},
+		{"minus zero", strings.Replace(good, `"generation":3`, `"generation":-0`, 1), ErrManifest},
+		{"2^63", strings.Replace(good, `"generation":3`, `"generation":9223372036854775808`, 1), ErrManifest},
+		{"string number", strings.Replace(good, `"generation":3`, `"generation":"3"`, 1), ErrManifest},
+		{"bool number", strings.Replace(good, `"generation":3`, `"generation":true`, 1), ErrManifest},
+		{"number bool", strings.Replace(good, `"sealed":true`, `"sealed":1`, 1), ErrManifest},
+		{"entry missing field", strings.Replace(good, `,"sealed":false`, ``, 1), ErrManifest},
+		{"entry unknown field", strings.Replace(good, `"sealed":false`, `"sealed":false,"x":1`, 1), ErrManifest},
+		{"entry duplicate field", strings.Replace(good, `"sealed":false`, `"sealed":false,"sealed":false`, 1), ErrManifest},
+		{"entry null name", strings.Replace(good, `"0000000000000003.seg"`, `null`, 1), ErrManifest},
+		{"not UTF-8", strings.Replace(good, `"version"`, "\"vers\xffion\"", 1), ErrManifest},
 		{"unknown field", strings.Replace(good, `"generation"`, `"extra":1,"generation"`, 1), ErrManifest},
 		{"segment size not a page multiple", strings.Replace(good, `65536`, `65537`, 1), ErrManifest},
 		{"segment size too big", strings.Replace(good, `65536`, `2147483648`, 1), ErrManifest},
@@ -71,6 +89,30 @@ func TestDecodeManifest(t *testing.T) {
 	if _, err := DecodeManifest(make([]byte, MaxManifestSize+1)); !errors.Is(err, ErrManifest) {
 		t.Fatalf("oversized manifest: %v", err)
 	}
+}
+
+// TestManifestLargestFits holds that the largest manifest a producer can write, MaxSegments
+// entries with the longest numbers there are, is one every reader accepts.
+func TestManifestLargestFits(t *testing.T) {
+	const top = 1<<63 - 1
+	m := Manifest{Version: Version, SegmentSize: MaxSegmentSize, SegmentsMax: MaxSegments, Generation: top}
+	first := uint64(top - 2*MaxSegments)
+	for i := 0; i < MaxSegments; i++ {
+		e := Entry{Name: Name(MaxNumber - MaxSegments + 1 + uint64(i)), FirstSeq: first, LastSeq: first + 1, Sealed: true}
+		if i == MaxSegments-1 {
+			e.LastSeq, e.Sealed = 0, false
+		}
+		m.Segments = append(m.Segments, e)
+		first += 2
+	}
+	b := m.Encode()
+	if len(b) > MaxManifestSize {
+		t.Fatalf("largest manifest is %d bytes, readers accept %d", len(b), MaxManifestSize)
+	}
+	if _, err := DecodeManifest(b); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("largest manifest: %d bytes of %d", len(b), MaxManifestSize)
 }
 
 func itoa(n uint64) string {

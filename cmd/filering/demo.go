@@ -23,17 +23,9 @@ func demoCommand() *cli.Command {
 			"printing each as it arrives. While it runs, try in another shell:\n" +
 			"  filering cat --last 5 DIR; filering stat DIR; filering watch --format json DIR",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Value: filepath.Join(os.TempDir(), "filering-demo"), Usage: "ring `DIR`ectory (default on /dev/shm when it exists)"},
+			&cli.StringFlag{Name: "dir", Usage: "ring `DIR`ectory (default: $XDG_RUNTIME_DIR/filering-demo, or else a new private directory on /dev/shm, removed at the end)"},
 			&cli.Float64Flag{Name: "rate", Value: 10, Usage: "readings per second"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: until interrupted)"},
-		},
-		Before: func(c *cli.Context) error {
-			if !c.IsSet("dir") {
-				if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-					return c.Set("dir", "/dev/shm/filering-demo")
-				}
-			}
-			return nil
 		},
 		Action: demo,
 	}
@@ -43,6 +35,14 @@ func demo(c *cli.Context) error {
 	dir, rate := c.String("dir"), c.Float64("rate")
 	if rate <= 0 || rate > 1e6 {
 		return usagef("--rate %v: want more than 0 and at most 1000000", rate)
+	}
+	if dir == "" {
+		var cleanup func()
+		var err error
+		if dir, cleanup, err = demoDir(); err != nil {
+			return err
+		}
+		defer cleanup()
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -110,4 +110,24 @@ func sensor(ctx context.Context, w *publish.Writer, rate float64) error {
 			}
 		}
 	}
+}
+
+// demoDir picks the demo's ring directory where no other user can have created it
+// first: in $XDG_RUNTIME_DIR, which only its user may write, or else in a new directory
+// with a random name on tmpfs, which cleanup removes.
+func demoDir() (dir string, cleanup func(), err error) {
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+		if fi, err := os.Stat(rt); err == nil && fi.IsDir() && fi.Mode().Perm()&0o022 == 0 {
+			return filepath.Join(rt, "filering-demo"), func() {}, nil
+		}
+	}
+	base := os.TempDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	parent, err := os.MkdirTemp(base, "filering-demo-")
+	if err != nil {
+		return "", nil, fmt.Errorf("demo: %w", err)
+	}
+	return filepath.Join(parent, "ring"), func() { os.RemoveAll(parent) }, nil
 }

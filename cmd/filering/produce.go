@@ -29,7 +29,7 @@ func produceCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Value: "lines", Usage: "`FORMAT` of standard input: lines (one record per line) or frames (4-byte little-endian length, then payload)"},
 			&cli.StringFlag{Name: "segment-size", Usage: "`SIZE` of each segment of a new ring (4KiB to 1GiB, a multiple of 4KiB; default 2MiB)"},
-			&cli.IntFlag{Name: "segments", Value: publish.DefaultSegments, Usage: "how many segments the ring retains"},
+			&cli.IntFlag{Name: "segments", Usage: fmt.Sprintf("how many segments the ring retains, %d to %d (a new ring: %d; an existing ring keeps its own unless this is given)", segment.MinSegments, segment.MaxSegments, publish.DefaultSegments)},
 			&cli.DurationFlag{Name: "seal-after", Usage: "seal the hot segment once it is this old, so takers get data at low rates"},
 			&cli.BoolFlag{Name: "require-tmpfs", Usage: "refuse to run when DIR is not on tmpfs"},
 			&cli.StringFlag{Name: "mode", Value: "0640", Usage: "permissions of the ring's files (octal); the directory gets the same plus search (x) where read is allowed, 0750 for 0640"},
@@ -54,7 +54,7 @@ func produce(c *cli.Context) error {
 		}
 	}
 	opts.Segments = c.Int("segments")
-	if opts.Segments < segment.MinSegments || opts.Segments > segment.MaxSegments {
+	if c.IsSet("segments") && (opts.Segments < segment.MinSegments || opts.Segments > segment.MaxSegments) {
 		return usagef("--segments %d: want %d to %d", opts.Segments, segment.MinSegments, segment.MaxSegments)
 	}
 	opts.SealAfter = c.Duration("seal-after")
@@ -99,10 +99,14 @@ func produce(c *cli.Context) error {
 	}()
 	defer close(stopped)
 
+	sk := &sink{w: w, logf: opts.Logf}
 	if input == "lines" {
-		err = readLines(c.App.Reader, w)
+		err = readLines(c.App.Reader, sk)
 	} else {
-		err = readFrames(bufio.NewReaderSize(c.App.Reader, 256<<10), w, segment.MaxPayload(w.SegmentSize()))
+		err = readFrames(bufio.NewReaderSize(c.App.Reader, 256<<10), sk, segment.MaxPayload(w.SegmentSize()))
+	}
+	if sk.dropped > 0 {
+		opts.Logf("%s: %d records read at the end were dropped for want of room", dir, sk.dropped)
 	}
 	if errors.Is(err, publish.ErrClosed) {
 		select {} // a signal closed the writer; its handler ends the process with status 0
@@ -134,7 +138,11 @@ func checkTmpfs(dir string, opts publish.Options, require bool, logf func(string
 		if size == 0 {
 			size = publish.DefaultSegmentSize
 		}
-		if err := info.Fits(size, opts.Segments); err != nil {
+		n := opts.Segments
+		if n == 0 {
+			n = publish.DefaultSegments
+		}
+		if err := info.Fits(size, n); err != nil {
 			logf("warning: %v", err)
 		}
 	}
@@ -144,7 +152,7 @@ func checkTmpfs(dir string, opts publish.Options, require bool, logf func(string
 // readLines appends one record per line, without its newline. A last line without a
 // newline is a record too. It reads large chunks and appends the complete lines of each
 // with one AppendBatch, so a burst of lines costs no system call per line.
-func readLines(in io.Reader, w *publish.Writer) error {
+func readLines(in io.Reader, w *sink) error {
 	buf := make([]byte, 256<<10)
 	var lines [][]byte
 	have := 0
@@ -162,7 +170,7 @@ func readLines(in io.Reader, w *publish.Writer) error {
 			start += i + 1
 		}
 		if len(lines) > 0 {
-			if _, _, aerr := w.AppendBatch(lines); aerr != nil {
+			if aerr := w.appendBatch(lines); aerr != nil {
 				return aerr
 			}
 		}
@@ -174,8 +182,7 @@ func readLines(in io.Reader, w *publish.Writer) error {
 		switch {
 		case errors.Is(err, io.EOF):
 			if have > 0 {
-				_, aerr := w.Append(buf[:have])
-				return aerr
+				return w.appendBatch([][]byte{buf[:have]})
 			}
 			return nil
 		case err != nil:
@@ -185,7 +192,7 @@ func readLines(in io.Reader, w *publish.Writer) error {
 }
 
 // readFrames appends one record per frame of in.
-func readFrames(in *bufio.Reader, w *publish.Writer, limit int) error {
+func readFrames(in *bufio.Reader, w *sink, limit int) error {
 	fr := frameReader{in: in, limit: limit}
 	for {
 		p, err := fr.next()
@@ -195,10 +202,38 @@ func readFrames(in *bufio.Reader, w *publish.Writer, limit int) error {
 			}
 			return err
 		}
-		if _, err := w.Append(p); err != nil {
+		if err := w.appendBatch([][]byte{p}); err != nil {
 			return err
 		}
 	}
+}
+
+// sink appends records to a Writer. When the file system has no room for a new segment
+// even after every older segment was dropped, it drops the incoming records instead of
+// ending the producer, says so once, and, when room frees and records are appended
+// again, says exactly how many were dropped. A producer that feeds a live ring keeps
+// running through a full file system.
+type sink struct {
+	w       *publish.Writer
+	logf    func(string, ...any)
+	dropped uint64 // records dropped since the file system filled up
+}
+
+func (s *sink) appendBatch(ps [][]byte) error {
+	_, n, err := s.w.AppendBatch(ps)
+	if n > 0 && s.dropped > 0 {
+		s.logf("%s: room again: appending from sequence %d on; %d records read meanwhile were dropped (never appended, so never numbered)",
+			s.w.Dir(), s.w.NextSeq()-uint64(n), s.dropped)
+		s.dropped = 0
+	}
+	if !errors.Is(err, publish.ErrNoSpace) {
+		return err
+	}
+	if s.dropped == 0 {
+		s.logf("%s: %v; dropping records read until there is room", s.w.Dir(), err)
+	}
+	s.dropped += uint64(len(ps) - n)
+	return nil
 }
 
 // frameReader decodes the frames format: a 4-byte little-endian length, then that many
@@ -245,8 +280,8 @@ func signalContext() (context.Context, context.CancelFunc) {
 // permission wherever read permission is given.
 func parseMode(s string) (file, dir os.FileMode, err error) {
 	n, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || n > 0o777 || n&0o600 != 0o600 {
-		return 0, 0, usagef("--mode %q: want an octal mode such as 0640 that lets the owner read and write", s)
+	if err != nil || n > 0o777 || n&0o600 != 0o600 || n&0o022 != 0 {
+		return 0, 0, usagef("--mode %q: want an octal mode such as 0640 that lets the owner read and write, and nobody else write", s)
 	}
 	file = os.FileMode(n)
 	dir = file | 0o700
