@@ -522,6 +522,12 @@ func (w *Writer) roll() error {
 	w.retire(old)
 	w.man.Segments = append(w.man.Segments, nh.entry)
 	err = w.writeManifest()
+	if errors.Is(err, ErrNoSpace) {
+		// The new segment is there and has room: records go on into it, and readers
+		// see them once a later append finds room for the manifest.
+		w.retryAt = w.clock.now() + int64(manifestRetry)
+		err = nil
+	}
 	w.wantSpare()
 	return err
 }
