@@ -16,12 +16,13 @@ import (
 // small board: every write also wakes every follower.
 const (
 	wakeQuiet = 100 * time.Microsecond
-	// manifestRetry is how often appends try again to write a manifest that a full file
-	// system had no room for.
-	manifestRetry = 10 * time.Millisecond
-	wakeMin       = 100 * time.Microsecond
-	wakeMax       = time.Millisecond
+	wakeMin   = 100 * time.Microsecond
+	wakeMax   = time.Millisecond
 )
+
+// manifestRetry is how often appends try again to write a manifest that a full file
+// system had no room for.
+const manifestRetry = 10 * time.Millisecond
 
 // background is one of the Writer's goroutines. It makes the wake-up writes that let inotify
 // followers see records written through the mapping, and seals the hot segment when it
