@@ -33,9 +33,17 @@ func (w *Writer) wantSpare() {
 func (w *Writer) retire(h *hotSegment) {
 	select {
 	case w.retired <- h:
+		w.retiring++
 	default:
 		release(h)
 	}
+}
+
+// released counts a retired mapping as released, once its munmap is done. Called with
+// w.mu held.
+func (w *Writer) released() {
+	w.retiring--
+	w.cond.Broadcast()
 }
 
 // preparer allocates the next segment ahead of need, so that a roll only writes a header
@@ -49,6 +57,9 @@ func (w *Writer) preparer() {
 			return
 		case h := <-w.retired:
 			release(h)
+			w.mu.Lock()
+			w.released()
+			w.mu.Unlock()
 		case num := <-w.prepare:
 			w.mu.Lock()
 			if w.closed || w.tight || w.spare != nil {

@@ -146,11 +146,12 @@ type Writer struct {
 	highestNumber uint64   // highest segment number found in the directory at open
 	leftovers     []string // files a crash left, removed once the manifest is written
 
-	kick    chan struct{}    // capacity 1: a wake-up write is wanted
-	prepare chan uint64      // capacity 1: allocate a spare for this segment number
-	retired chan *hotSegment // mappings of sealed segments for the preparer to release
-	stop    chan struct{}
-	done    chan struct{} // closed when both goroutines have stopped
+	kick     chan struct{}    // capacity 1: a wake-up write is wanted
+	prepare  chan uint64      // capacity 1: allocate a spare for this segment number
+	retired  chan *hotSegment // mappings of sealed segments for the preparer to release
+	retiring int              // mappings sent to retired and not yet released; uses mu
+	stop     chan struct{}
+	done     chan struct{} // closed when both goroutines have stopped
 }
 
 // hotSegment is the segment being written.
@@ -615,9 +616,15 @@ func (w *Writer) freeHeld() bool {
 		select {
 		case h := <-w.retired:
 			release(h)
+			w.released()
 			freed = true
 		default:
 		}
+	}
+	// A mapping the preparer took is still holding its pages until its munmap is done.
+	for w.retiring > 0 {
+		w.cond.Wait()
+		freed = true
 	}
 	for w.preparing {
 		w.cond.Wait()
