@@ -26,6 +26,9 @@ func (w *Writer) recover() error {
 	case err != nil:
 		return fmt.Errorf("open ring: %w", err)
 	}
+	if err := w.ensureID(); err != nil {
+		return err
+	}
 	if w.opts.SegmentSize != 0 && w.opts.SegmentSize != m.SegmentSize {
 		return fmt.Errorf("%w: %s has segments of %d bytes, asked for %d", ErrMismatch,
 			w.dir.Path(), m.SegmentSize, w.opts.SegmentSize)
@@ -92,6 +95,13 @@ func (w *Writer) create() error {
 	}
 	if w.opts.Segments == 0 {
 		w.opts.Segments = DefaultSegments
+	}
+	// A new ring gets a new identity, even where a removed ring left one.
+	if err := w.fs.remove(segment.IDName); err != nil {
+		return err
+	}
+	if err := w.ensureID(); err != nil {
+		return err
 	}
 	w.man = segment.Manifest{Version: segment.Version, SegmentSize: size, SegmentsMax: w.opts.Segments, Segments: []segment.Entry{}}
 	w.next = 1

@@ -192,3 +192,46 @@ func ringWith(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// TestWriter_ID gives a ring an identity when it is created, keeps it across producer
+// runs, gives one to a ring an older producer made without, refuses a malformed one, and
+// gives a ring created anew at the same path a new one.
+func TestWriter_ID(t *testing.T) {
+	dir := ringtest.Dir(t)
+	open := func() (string, error) {
+		w, err := Open(dir, Options{SegmentSize: 4096})
+		if err != nil {
+			return "", err
+		}
+		id := w.ID()
+		w.Close()
+		return id, nil
+	}
+	id, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, segment.IDName))
+	if got, perr := segment.ParseID(b); err != nil || perr != nil || got != id {
+		t.Fatalf("id file %q (%v, %v), writer says %q", b, err, perr, id)
+	}
+	if again, err := open(); err != nil || again != id {
+		t.Fatalf("reopened: id %q (%v), want %q", again, err, id)
+	}
+	os.Remove(filepath.Join(dir, segment.IDName)) // as an older producer left it
+	adopted, err := open()
+	if err != nil || adopted == id || len(adopted) != segment.IDLen {
+		t.Fatalf("ring without id: got %q (%v)", adopted, err)
+	}
+	if again, err := open(); err != nil || again != adopted {
+		t.Fatalf("adopted id not kept: %q (%v), want %q", again, err, adopted)
+	}
+	os.WriteFile(filepath.Join(dir, segment.IDName), []byte("not an id\n"), 0o640)
+	if _, err := open(); !errors.Is(err, segment.ErrID) {
+		t.Fatalf("malformed id: %v", err)
+	}
+	os.RemoveAll(dir)
+	if anew, err := open(); err != nil || anew == adopted {
+		t.Fatalf("ring created anew: id %q (%v), the old one was %q", anew, err, adopted)
+	}
+}

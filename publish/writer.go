@@ -123,6 +123,7 @@ type Writer struct {
 	fs   fileSystem
 	lock *os.File
 	opts Options
+	id   string // the ring's identity
 
 	mu           sync.Mutex
 	cond         sync.Cond // signalled when a wake-up write finishes; uses mu

@@ -32,6 +32,8 @@ var (
 	ErrFault = errors.New("segment: memory fault reading mapped segment")
 	// ErrManifest means a manifest is malformed or breaks one of its rules.
 	ErrManifest = errors.New("segment: bad manifest")
+	// ErrID means a ring's identity file is malformed.
+	ErrID = errors.New("segment: bad ring identity")
 )
 
 // CorruptionError reports damaged data at a known place in a segment file. It wraps the

@@ -125,3 +125,20 @@ func itoa(n uint64) string {
 	}
 	return string(b)
 }
+
+func TestParseID(t *testing.T) {
+	good := "0123456789abcdef0123456789abcdef\n"
+	if id, err := ParseID([]byte(good)); err != nil || id != good[:32] {
+		t.Fatalf("%q: %q %v", good, id, err)
+	}
+	if id := NewID(); len(id) != IDLen {
+		t.Fatalf("NewID %q", id)
+	} else if _, err := ParseID(EncodeID(id)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "\n", good[:32], good + "\n", strings.ToUpper(good), "0123456789abcdef0123456789abcdeg\n", good[:32] + "\r"} {
+		if _, err := ParseID([]byte(bad)); !errors.Is(err, ErrID) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
