@@ -10,13 +10,21 @@ sequence order. Copy it next to your program; it runs on Python 3.8 and later, o
     for seq, time_ns, payload in filering_reader.read_records("/run/ring/sensor", last=100):
         ...
 
-From a shell it prints what `filering cat` prints:
+From a shell it prints what `filering cat` prints, byte for byte (--format lines, json
+or raw), reports damage the same way and exits with 1 when there was any:
 
-    python3 filering_reader.py /run/ring/sensor --last 100 --json
+    python3 filering_reader.py /run/ring/sensor --last 100 --format json
+
+It passes the conformance corpus of testdata/conformance (test_conformance.py).
 
 Errors are subclasses of filering_reader.Error: NotFoundError when the ring does not
 exist (no manifest), ManifestError for a manifest that fails a check, CorruptError (with
-.path and .offset) for a segment that fails one. A reader never locks and never writes.
+.path, .offset and .kind) for a segment that fails one. Every error has .kind, one of the
+words of testdata/conformance/README.md ("manifest", "checksum", ...), or None. By
+default read_records raises the first CorruptError it meets; with errors=[] it does what
+`filering cat` does instead: it skips the damage (a damaged segment, or the rest of a
+segment from a damaged record on), appends each CorruptError to the list and returns
+every record it could read. A reader never locks and never writes.
 
 Speed. Records have no index, so finding the last N records of a segment means walking
 the segment from its start. The walk checks the framing rules of every record (size,
@@ -77,6 +85,7 @@ __all__ = [
     "read_records",
     "format_time",
     "format_record",
+    "format_records",
     "main",
 ]
 
@@ -127,23 +136,55 @@ def _seq16():
 
 
 class Error(Exception):
-    """Base class of every error this module raises."""
+    """Base class of every error this module raises.
+
+    .path is the file (or ring directory) it is about and .kind what is wrong, in the
+    words of testdata/conformance/README.md, when known; otherwise both are None.
+    """
+
+    path = None
+    offset = None
+    kind = None
+    reason = None
+
+    def __init__(self, message, path=None, kind=None, reason=None):
+        Exception.__init__(self, message)
+        self.path = path
+        self.kind = kind
+        self.reason = reason
 
 
 class NotFoundError(Error):
     """The ring does not exist: no ring directory, or no manifest in it (yet)."""
 
+    def __init__(self, message, path=None):
+        Error.__init__(self, message, path, "no-ring")
+
 
 class ManifestError(Error):
     """The manifest failed one of the checks of docs/FORMAT.md."""
 
+    def __init__(self, message, path=None):
+        Error.__init__(self, message, path, "manifest")
+
 
 class CorruptError(Error):
-    """A segment failed a check. .path names the file, .offset the byte in it."""
+    """A listed segment is damaged. .path names the file, .offset the byte in it.
 
-    def __init__(self, path, offset, reason):
-        Error.__init__(self, "corrupt segment %s at offset %d: %s" % (path, offset, reason))
-        self.path = path
+    .offset is the offset of the damaged record or header field, or None when the
+    segment is damaged as a whole (not a regular file, wrong size). .kind says what is
+    wrong: "not-regular", "size", "header", "sealed-word", "committed-word" (the
+    segment is unreadable), "record-size", "checksum", "sequence", "missing",
+    "last-seq" (the records from .offset on are). The message is the one `filering cat`
+    prints: "PATH: corrupt at offset N: REASON".
+    """
+
+    def __init__(self, path, offset, reason, kind=None):
+        if offset is None:
+            message = "%s: %s" % (path, reason)
+        else:
+            message = "%s: corrupt at offset %d: %s" % (path, offset, reason)
+        Error.__init__(self, message, path, kind)
         self.offset = offset
         self.reason = reason
 
@@ -195,10 +236,17 @@ def _no_duplicates(pairs):
 
 
 def _small_int(text):
-    # Bound the digits before converting: every valid integer is below 2^63 (19 digits).
-    if len(text.lstrip("-")) > 19:
+    # Integers are plain: no sign (not even -0), no fraction, no exponent. Bound the
+    # digits before converting: every valid integer is below 2^63 (19 digits).
+    if text.startswith("-"):
+        raise _Reject("integer %s has a sign" % text[:20])
+    if len(text) > 19:
         raise _Reject("integer %s... is too large" % text[:20])
     return int(text)
+
+
+def _no_float(text):
+    raise _Reject("number %s is not a plain integer" % text[:20])
 
 
 def _no_constant(name):
@@ -217,7 +265,7 @@ def parse_manifest(data, path=MANIFEST_NAME):
     """
 
     def bad(why):
-        return ManifestError("invalid manifest %s: %s" % (path, why))
+        return ManifestError("invalid manifest %s: %s" % (path, why), path)
 
     if len(data) > MANIFEST_MAX:
         raise bad("larger than %d bytes" % MANIFEST_MAX)
@@ -230,6 +278,7 @@ def parse_manifest(data, path=MANIFEST_NAME):
             text,
             object_pairs_hook=_no_duplicates,
             parse_int=_small_int,
+            parse_float=_no_float,
             parse_constant=_no_constant,
         )
     except _Reject as e:
@@ -324,9 +373,9 @@ class _Ring(object):
         try:
             self.dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            raise NotFoundError("no ring at %s: the directory does not exist" % path)
+            raise NotFoundError("no ring at %s: the directory does not exist" % path, path)
         except OSError as e:
-            raise Error("open ring directory %s: %s" % (path, e.strerror))
+            raise Error("open ring directory %s: %s" % (path, e.strerror), path)
 
     def close(self):
         if self.dfd is not None:
@@ -339,7 +388,10 @@ class _Ring(object):
     def open(self, name, what):
         """open opens name read-only, refusing anything but a regular file.
 
-        It returns None if name does not exist.
+        It opens with O_NOFOLLOW (a symbolic link, even a dangling one, fails with
+        ELOOP) and O_NONBLOCK (a FIFO does not block), then checks with fstat that the
+        descriptor is a regular file. It returns None if name does not exist, and
+        raises an Error with kind "not-regular" for anything but a regular file.
         """
         path = self.join(name)
         try:
@@ -351,12 +403,14 @@ class _Ring(object):
             return None
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise Error("refusing %s %s: it is a symbolic link" % (what, path))
-            raise Error("open %s %s: %s" % (what, path, e.strerror))
+                why = "it is a symbolic link"
+                raise Error("refusing %s %s: %s" % (what, path, why), path, "not-regular", why)
+            raise Error("open %s %s: %s" % (what, path, e.strerror), path, None, e.strerror)
         try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
-                raise Error("refusing %s %s: not a regular file" % (what, path))
+                why = "not a regular file (%s)" % _file_type(mode)
+                raise Error("refusing %s %s: %s" % (what, path, why), path, "not-regular", why)
         except BaseException:
             os.close(fd)
             raise
@@ -366,7 +420,7 @@ class _Ring(object):
         fd = self.open(MANIFEST_NAME, "manifest")
         path = self.join(MANIFEST_NAME)
         if fd is None:
-            raise NotFoundError("no ring at %s: %s does not exist" % (self.path, path))
+            raise NotFoundError("no ring at %s: %s does not exist" % (self.path, path), self.path)
         try:
             chunks = []
             total = 0
@@ -377,10 +431,18 @@ class _Ring(object):
                 chunks.append(chunk)
                 total += len(chunk)
         except OSError as e:
-            raise Error("read %s: %s" % (path, e.strerror))
+            raise Error("read %s: %s" % (path, e.strerror), path)
         finally:
             os.close(fd)
         return parse_manifest(b"".join(chunks), path)
+
+
+def _file_type(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "mode %o" % stat.S_IFMT(mode)
 
 
 def read_manifest(ring_dir):
@@ -396,8 +458,12 @@ def read_manifest(ring_dir):
 # Snapshot
 
 
-def _needed(entries, missing, last, from_seq):
-    """_needed lists, oldest first, the entries that can hold wanted records."""
+def _needed(entries, missing, failed, last, from_seq):
+    """_needed lists, oldest first, the entries that can hold wanted records.
+
+    Entries in missing (taken or removed) are left out; entries in failed (they could
+    not be opened) are kept, to be reported, but hold no record.
+    """
     out = []
     count = 0
     low = from_seq or 0
@@ -409,7 +475,7 @@ def _needed(entries, missing, last, from_seq):
         if e.number in missing:
             continue
         out.append(e)
-        if e.sealed:
+        if e.sealed and e.number not in failed:
             count += e.last_seq - max(e.first_seq, low) + 1
     out.reverse()
     return out
@@ -418,19 +484,26 @@ def _needed(entries, missing, last, from_seq):
 def _open_snapshot(ring, manifest, last, from_seq):
     """_open_snapshot opens every needed segment before any is read (step 2).
 
-    It returns a list of (entry, fd), oldest first, or None when the manifest changed
-    and the caller must start over.
+    It returns a list of (entry, fd, error), oldest first, where error (a CorruptError)
+    says why a listed segment could not be opened (it is not a regular file, say) and
+    fd is then None; and the set of the numbers of listed segments that are missing.
+    It returns None when the manifest changed and the caller must start over.
     """
     held = {}
+    failed = {}
     missing = set()
     try:
         while True:
-            needed = _needed(manifest.segments, missing, last, from_seq)
-            todo = [e for e in needed if e.number not in held]
+            needed = _needed(manifest.segments, missing, failed, last, from_seq)
+            todo = [e for e in needed if e.number not in held and e.number not in failed]
             if not todo:
-                return [(e, held.pop(e.number)) for e in needed]
+                return [(e, held.pop(e.number, None), failed.get(e.number)) for e in needed], missing
             for e in todo:
-                fd = ring.open(e.name, "segment")
+                try:
+                    fd = ring.open(e.name, "segment")
+                except Error as err:
+                    failed[e.number] = CorruptError(ring.join(e.name), None, err.reason or str(err), err.kind)
+                    continue
                 if fd is not None:
                     held[e.number] = fd
                     continue
@@ -443,13 +516,14 @@ def _open_snapshot(ring, manifest, last, from_seq):
             os.close(fd)
 
 
-def read_records(ring_dir, last=None, from_seq=None, check_all=True):
+def read_records(ring_dir, last=None, from_seq=None, check_all=True, errors=None):
     """read_records returns records of a consistent snapshot of the ring in ring_dir.
 
     The result is a list of (seq, time_ns, payload) tuples in increasing sequence
     order; payload is bytes. from_seq keeps the records whose sequence number is at
-    least from_seq; last keeps the last `last` of those. A segment listed in the
-    manifest but missing (taken, or removed) is skipped, so there may be gaps.
+    least from_seq; last keeps the last `last` of those (counting records, not
+    sequence numbers). A segment listed in the manifest but missing (taken, or
+    removed) is skipped, so there may be gaps.
 
     Only segments that can hold wanted records are read. In them every record is
     checked against every rule of docs/FORMAT.md, as the format's reader algorithm
@@ -459,97 +533,162 @@ def read_records(ring_dir, last=None, from_seq=None, check_all=True):
     That gives the same records, faster, but does not notice a damaged record that
     it does not return.
 
+    Damage in a listed segment is a CorruptError. With errors=None (the default)
+    read_records raises the first one. With errors a list, it does what `filering
+    cat` does: a segment damaged as a whole (not a regular file, wrong size, bad
+    header, sealed or committed word) gives none of its records, a damaged record
+    ends its segment (the records before it are returned), each CorruptError is
+    appended to errors, in the order of the manifest, and reading goes on with the
+    next segment. Records skipped that way do not count for last.
+
     It raises NotFoundError when the ring does not exist, ManifestError for an
-    invalid manifest, CorruptError for a damaged segment, and Error otherwise. It is
-    safe to call from any number of threads and processes at once.
+    invalid manifest, and Error otherwise (a manifest that is not a regular file, for
+    instance). It is safe to call from any number of threads and processes at once.
     """
     for name, value in (("last", last), ("from_seq", from_seq)):
         if value is not None and (type(value) is not int or value < 0):
             raise ValueError("%s must be a non-negative int, not %r" % (name, value))
     ring = _Ring(ring_dir)
     try:
+        full = False
         for _ in range(MAX_ATTEMPTS):
             manifest = ring.manifest()
-            held = _open_snapshot(ring, manifest, last, from_seq)
-            if held is None:
+            opened = _open_snapshot(ring, manifest, None if full else last, from_seq)
+            if opened is None:
                 continue
+            held, missing = opened
             try:
-                return _read_snapshot(ring, manifest, held, last, from_seq, check_all)
+                result = _read_snapshot(ring, manifest, held, missing, last, from_seq, check_all, full)
             finally:
-                for _, fd in held:
-                    os.close(fd)
+                for _, fd, _ in held:
+                    if fd is not None:
+                        os.close(fd)
+            if result is None:
+                # Damage left fewer records than the manifest promised in the segments
+                # opened for last: open every segment, as a snapshot.
+                full = True
+                continue
+            records, damage = result
+            if errors is None:
+                if damage:
+                    raise damage[0]
+            else:
+                errors.extend(damage)
+            return records
         raise Error(
             "ring %s: the manifest changed %d times while segments were being opened"
-            % (ring_dir, MAX_ATTEMPTS)
+            % (ring_dir, MAX_ATTEMPTS),
+            ring_dir,
         )
     finally:
         ring.close()
 
 
-def _read_snapshot(ring, manifest, held, last, from_seq, check_all):
+def _read_snapshot(ring, manifest, held, missing, last, from_seq, check_all, full):
+    """_read_snapshot reads the segments held; it returns (records, errors) or None.
+
+    None means that last records were wanted, fewer were found in the segments held
+    and older segments could hold more: the caller opens them all and calls again.
+    """
     size = manifest.segment_size
-    if last is None:
-        out = []
-        for entry, fd in held:
-            out.extend(_scan(ring.join(entry.name), fd, entry, size, from_seq, None, check_all))
-        return out
-    parts = []
-    count = 0
-    for entry, fd in reversed(held):  # newest first, only as far back as needed
-        if count >= last:
-            break
-        part = _scan(ring.join(entry.name), fd, entry, size, from_seq, last - count, check_all)
-        parts.append(part)
-        count += len(part)
+    damage = []  # (index in held, error)
+
+    def scan(i, limit):
+        entry, fd, err = held[i]
+        if err is None:
+            recs, err = _scan(ring.join(entry.name), fd, entry, size, from_seq, limit, check_all)
+        else:
+            recs = []
+        if err is not None:
+            damage.append((i, err))
+        return recs
+
     out = []
-    for part in reversed(parts):
-        out.extend(part)
-    return out
+    if last is None:
+        for i in range(len(held)):
+            out.extend(scan(i, None))
+    else:
+        parts = []
+        count = 0
+        for i in reversed(range(len(held))):  # newest first, only as far back as needed
+            if count >= last:
+                break
+            part = scan(i, last - count)
+            parts.append(part)
+            count += len(part)
+        if count < last and not full and held:
+            low = from_seq or 0
+            oldest = held[0][0].number
+            if any(e.number < oldest and e.number not in missing and not (e.sealed and e.last_seq < low)
+                   for e in manifest.segments):
+                return None
+        for part in reversed(parts):
+            out.extend(part)
+    damage.sort(key=lambda d: d[0])
+    return out, [e for _, e in damage]
 
 
 def _scan(path, fd, entry, segment_size, from_seq, limit, check_all):
-    """_scan checks one open segment (steps 3 and 4) and returns its wanted records."""
+    """_scan checks one open segment (steps 3 and 4) and returns its wanted records.
+
+    It returns (records, error): the wanted records among those before any damage,
+    and the CorruptError describing the damage, or None.
+    """
     size = os.fstat(fd).st_size
     if size != segment_size:
-        raise CorruptError(path, 0, "file size is %d, the ring's segment size is %d" % (size, segment_size))
+        return [], CorruptError(path, None, "file size is %d, the ring's segment size is %d" % (size, segment_size), "size")
     try:
         mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as e:
-        raise Error("mmap %s: %s" % (path, e))
+        raise Error("mmap %s: %s" % (path, e), path)
     try:
         magic, version, header_crc, seg_size, number, first, _created = _HEADER.unpack_from(mm, 0)
         if magic != SEGMENT_MAGIC:
-            raise CorruptError(path, 0, "bad magic %r" % magic)
+            return [], CorruptError(path, 0, "bad magic %r" % magic, "header")
         if version != FORMAT_VERSION:
-            raise CorruptError(path, 8, "unsupported version %d" % version)
+            return [], CorruptError(path, 8, "unsupported version %d" % version, "header")
         if header_crc != zlib.crc32(mm[16:48]):
-            raise CorruptError(path, 12, "header CRC mismatch")
+            return [], CorruptError(path, 12, "header CRC mismatch", "header")
         if seg_size != size:
-            raise CorruptError(path, 16, "header segment size %d, the ring's is %d" % (seg_size, size))
+            return [], CorruptError(path, 16, "header segment size %d, the ring's is %d" % (seg_size, size), "header")
         if number != entry.number:
-            raise CorruptError(path, 24, "header segment number %d does not match the name" % number)
+            return [], CorruptError(path, 24, "header segment number %d does not match the name" % number, "header")
         if first != entry.first_seq:
-            raise CorruptError(path, 32, "first sequence %d, the manifest says %d" % (first, entry.first_seq))
-        if _FAST:
-            view = memoryview(mm)
-            words = (view.cast("Q"), view.cast("I"), view.cast("H"))
-        else:
-            view = None
-            data = mm[:]  # a copy; the CRCs catch a record that was changing meanwhile
-            words = (array("Q", data), array("I", data), array("H", data))
-            if sys.byteorder != "little":
-                for a in words:
-                    a.byteswap()
-        try:
-            seg = _Segment(path, mm, words[0], words[1], words[2], size, first)
-            return seg.records(from_seq, limit, check_all)
-        finally:
-            if view is not None:
-                for a in words:
-                    a.release()
-                view.release()
+            return [], CorruptError(path, 32, "first sequence %d, the manifest says %d" % (first, entry.first_seq), "header")
+        # A reader without atomic loads (this one reads a plain mapping) may see a hot
+        # segment's committed word ahead of its records on a weakly ordered CPU: it
+        # reads a hot segment once more before it reports a damaged record in it.
+        for attempt in (0, 1):
+            try:
+                recs, err, hot = _scan_mapped(path, mm, entry, size, first, from_seq, limit, check_all)
+            except CorruptError as e:
+                return [], e
+            if err is None or not hot or attempt:
+                return recs, err
     finally:
         mm.close()
+
+
+def _scan_mapped(path, mm, entry, size, first, from_seq, limit, check_all):
+    if _FAST:
+        view = memoryview(mm)
+        words = (view.cast("Q"), view.cast("I"), view.cast("H"))
+    else:
+        view = None
+        data = mm[:]  # a copy; the CRCs catch a record that was changing meanwhile
+        words = (array("Q", data), array("I", data), array("H", data))
+        if sys.byteorder != "little":
+            for a in words:
+                a.byteswap()
+    try:
+        seg = _Segment(path, mm, words[0], words[1], words[2], size, first, entry)
+        recs, err = seg.records(from_seq, limit, check_all)
+        return recs, err, not seg.sealed
+    finally:
+        if view is not None:
+            for a in words:
+                a.release()
+            view.release()
 
 
 class _Segment(object):
@@ -560,7 +699,7 @@ class _Segment(object):
     the first at word i, each k words long.
     """
 
-    def __init__(self, path, mm, q, w32, h16, size, first):
+    def __init__(self, path, mm, q, w32, h16, size, first, entry):
         self.path = path
         self.mm = mm
         self.q = q
@@ -570,18 +709,23 @@ class _Segment(object):
         sealed = q[6]  # the sealed word first, then the committed word (step 3)
         committed = q[7]
         if sealed > 1:
-            raise CorruptError(path, 48, "sealed word is %d" % sealed)
+            raise CorruptError(path, 48, "sealed word is %d" % sealed, "sealed-word")
+        if entry.sealed and not sealed:
+            raise CorruptError(path, 48, "sealed word is 0 but the manifest lists the segment sealed", "sealed-word")
         if committed < HEADER_SIZE or committed > size or committed & 7:
-            raise CorruptError(path, 56, "committed word %d is out of range" % committed)
+            raise CorruptError(path, 56, "committed word %d is out of range" % committed, "committed-word")
+        self.sealed = sealed == 1
         self.committed = committed
+        # A segment listed sealed holds exactly the records first_seq..last_seq.
+        self.allowed = entry.last_seq - first + 1 if entry.sealed else None
         self.runs, self.stop = self._frame(size >> 3)
 
     def _frame(self, nwords):
         """_frame walks the records from offset 64 and checks the framing rules.
 
         It returns the runs of records that pass, and stop: None if the walk ended
-        normally (end of segment, zero commit word), else (offset, reason) of the
-        first record that broke a rule.
+        normally (end of segment, zero commit word), else (offset, reason, kind) of
+        the first record that broke a rule.
         """
         q = self.q
         w32 = self.w32
@@ -593,16 +737,16 @@ class _Segment(object):
             w = q[i]
             if not w:
                 if (i << 3) < self.committed:
-                    return runs, (i << 3, "committed record missing (zero commit word)")
+                    return runs, (i << 3, "committed record missing (zero commit word)", "missing")
                 return runs, None
             n = w & 0xFFFFFFFF
             k = (n + 7) >> 3
             if n < RECORD_HEADER_SIZE:
-                return runs, (i << 3, "record size %d is below %d" % (n, RECORD_HEADER_SIZE))
+                return runs, (i << 3, "record size %d is below %d" % (n, RECORD_HEADER_SIZE), "record-size")
             if i + k > nwords:
-                return runs, (i << 3, "record size %d runs past the end of the segment" % n)
+                return runs, (i << 3, "record size %d runs past the end of the segment" % n, "record-size")
             if q[i + 1] != seq:
-                return runs, (i << 3, "record sequence %d, want %d" % (q[i + 1], seq))
+                return runs, (i << 3, "record sequence %d, want %d" % (q[i + 1], seq), "sequence")
             if runs and runs[-1][1] == k:
                 runs[-1][2] += 1
                 same += 1
@@ -695,15 +839,38 @@ class _Segment(object):
             return off
         raise IndexError(index)
 
+    def _end(self, count):
+        """_end returns the offset just past the first count records."""
+        if count == 0:
+            return HEADER_SIZE
+        for _, off, step, _ in self._spans(count - 1, count):
+            return off + step
+        raise IndexError(count)
+
     def records(self, from_seq, limit, check_all):
         """records applies the CRC rule in order and returns the wanted records.
 
-        The first record that fails a rule ends the segment: below the committed
-        word that is corruption; at or past it the record is not committed yet (or
-        was torn) and the records before it are the whole segment.
+        It returns (records, error). The first record that fails a rule ends the
+        segment: below the committed word that is corruption (error names its
+        offset); at or past it the record is not committed yet (or was torn) and the
+        records before it are the whole segment. In a segment the manifest lists
+        sealed, a record past last_seq is corruption wherever it is, and so is the end
+        of the records before last_seq. The records returned are the wanted ones
+        among those before the first failure.
         """
         count = sum(run[2] for run in self.runs)
         stop = self.stop
+        err = None
+        if self.allowed is not None and count > self.allowed:
+            stop = (
+                self._offset(self.allowed),
+                "record sequence %d is past the manifest's last_seq %d" % (self.first + self.allowed, self.first + self.allowed - 1),
+                "last-seq",
+                True,
+            )
+            count = self.allowed
+        elif stop is not None:
+            stop = stop + (stop[0] < self.committed,)
         while True:
             lo = 0
             if from_seq is not None:
@@ -725,17 +892,25 @@ class _Segment(object):
             if bad is None:
                 out, bad, why = self._collect(lo, count)
                 if bad is None:
-                    if stop is not None and stop[0] < self.committed:
-                        raise CorruptError(self.path, stop[0], stop[1])
-                    return out
+                    if err is None and stop is not None and stop[3]:
+                        err = CorruptError(self.path, stop[0], stop[1], stop[2])
+                    if err is None and self.allowed is not None and count < self.allowed:
+                        err = CorruptError(
+                            self.path,
+                            self._end(count),
+                            "the records end at sequence %d, before the manifest's last_seq %d"
+                            % (self.first + count - 1, self.first + self.allowed - 1),
+                            "last-seq",
+                        )
+                    return out, err
+                kind = "sequence" if why.startswith("record sequence") else "checksum"
             else:
-                why = "record CRC mismatch"
-            # Record bad failed and every record from start to it passed.
+                why, kind = "record CRC mismatch", "checksum"
+            # Record bad failed and every record from start to it passed: the segment
+            # ends there, so the wanted records may start earlier. Select again (rare).
             off = self._offset(bad)
             if off < self.committed:
-                raise CorruptError(self.path, off, why)
-            # Not committed yet: the segment ends there, so the wanted records may
-            # start earlier. Select again (rare).
+                err = CorruptError(self.path, off, why, kind)
             count = bad
             stop = None
 
@@ -794,6 +969,25 @@ def format_record(seq, time_ns, payload):
     return line.encode("utf-8")
 
 
+_RAW_LENGTH = struct.Struct("<I")
+FORMATS = ("lines", "json", "raw")
+
+
+def format_records(records, fmt="lines"):
+    """format_records returns records as `filering cat --format fmt` prints them (bytes).
+
+    lines: each payload and a newline; json: JSON Lines (format_record); raw: each
+    payload's length as a little-endian u32, then the payload.
+    """
+    if fmt == "lines":
+        return b"".join(p + b"\n" for _, _, p in records)
+    if fmt == "json":
+        return b"".join(format_record(s, t, p) for s, t, p in records)
+    if fmt == "raw":
+        return b"".join(_RAW_LENGTH.pack(len(p)) + p for _, _, p in records)
+    raise ValueError("unknown format %r; want one of %s" % (fmt, ", ".join(FORMATS)))
+
+
 def _count(text):
     if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) >= INT_LIMIT:
         raise argparse.ArgumentTypeError("%r is not a non-negative integer" % text)
@@ -811,25 +1005,33 @@ def main(argv=None):
     parser.add_argument("dir", help="the ring directory, e.g. /run/ring/sensor")
     parser.add_argument("--last", type=_count, metavar="N", help="only the last N records (0, the default: all)")
     parser.add_argument("--from", dest="from_seq", type=_count, metavar="SEQ", help="only records from sequence number SEQ on")
-    parser.add_argument("--format", choices=("lines", "json"), default="lines", help="lines (default): each payload and a newline; json: JSON Lines")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="lines",
+        help="lines (default): each payload and a newline; json: JSON Lines; raw: u32 little-endian length and payload",
+    )
     parser.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
     args = parser.parse_args(argv)
+    damage = []
     try:
-        records = read_records(args.dir, last=args.last or None, from_seq=args.from_seq)
+        records = read_records(args.dir, last=args.last or None, from_seq=args.from_seq, errors=damage)
     except Error as e:
         sys.stderr.write("filering_reader: %s\n" % e)
         return 1
+    # Like `filering cat`: everything readable is printed, every damage reported, and
+    # the exit status is 1 when there was any.
     out = sys.stdout.buffer
     try:
-        if args.format == "json":
-            out.writelines(format_record(s, t, p) for s, t, p in records)
-        else:
-            out.writelines(p + b"\n" for _, _, p in records)
+        for i in range(0, len(records), 4096):
+            out.write(format_records(records[i : i + 4096], args.format))
         out.flush()
     except OSError as e:
         sys.stderr.write("filering_reader: write: %s\n" % e.strerror)
         return 1
-    return 0
+    for e in damage:
+        sys.stderr.write("filering_reader: %s\n" % e)
+    return 1 if damage else 0
 
 
 if __name__ == "__main__":

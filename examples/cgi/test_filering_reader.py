@@ -273,6 +273,18 @@ class TestCorruption(RingTestCase):
     def set_sealed(self, value):
         patch_bytes(self.seg, 48, struct.pack("<Q", value))
 
+    def make_hot(self, committed):
+        """make_hot turns the segment into a hot one, in its header and in the manifest."""
+        self.set_sealed(0)
+        self.set_committed(committed)
+        write_manifest(self.ring, manifest_doc([{"name": self.entries[0]["name"], "first_seq": 1, "last_seq": 0, "sealed": False}]))
+
+    def make_sealed(self):
+        """make_sealed undoes make_hot."""
+        self.set_sealed(1)
+        self.set_committed(self.offsets[-1] + 32)
+        write_manifest(self.ring, manifest_doc([{k: v for k, v in self.entries[0].items() if k != "offsets"}]))
+
     def assertCorrupt(self, offset, fragment="", **kw):
         with self.assertRaises(fr.CorruptError) as cm:
             fr.read_records(self.ring, **kw)
@@ -314,9 +326,8 @@ class TestCorruption(RingTestCase):
     def test_TornLastRecord_notCommitted(self):
         # Hot segment; the commit word of the last record is set but its CRC is wrong,
         # and the committed word has not reached it: not committed yet, not an error.
-        self.set_sealed(0)
         last = self.offsets[-1]
-        self.set_committed(last)
+        self.make_hot(last)
         patch_bytes(self.seg, last + 4, b"\xde\xad\xbe\xef")
         want = self.expected(self.payloads)[:-1]
         self.assertEqual(fr.read_records(self.ring), want)
@@ -331,8 +342,7 @@ class TestCorruption(RingTestCase):
         self.assertCorrupt(last, "CRC", last=1)
 
     def test_ZeroCommitWord_stops(self):
-        self.set_sealed(0)
-        self.set_committed(self.offsets[30])
+        self.make_hot(self.offsets[30])
         patch_bytes(self.seg, self.offsets[30], b"\0" * 8)
         self.assertEqual(fr.read_records(self.ring), self.expected(self.payloads)[:30])
 
@@ -358,10 +368,16 @@ class TestCorruption(RingTestCase):
                 patch_bytes(self.seg, off, struct.pack("<I", size) + crc)
                 self.assertCorrupt(off, fragment)
                 self.assertCorrupt(off, fragment, last=1)
-                # Past the committed word the same record is just not committed yet.
-                self.set_committed(off)
+                # Past the committed word of a hot segment the same record is just not
+                # committed yet.
+                self.make_hot(off)
                 self.assertEqual(fr.read_records(self.ring), self.expected(self.payloads)[:5])
-                self.set_committed(self.offsets[-1] + 32)
+                # A segment listed sealed must hold its records up to last_seq: ending
+                # before it is corruption at the end of the records.
+                self.set_sealed(1)
+                write_manifest(self.ring, manifest_doc([{k: v for k, v in self.entries[0].items() if k != "offsets"}]))
+                self.assertCorrupt(off, "before the manifest's last_seq 50")
+                self.make_sealed()
 
     def test_WrongSequence(self):
         off = self.offsets[7]
@@ -415,20 +431,28 @@ class TestCorruption(RingTestCase):
             with self.subTest(name):
                 with open(self.seg, "wb") as f:
                     f.write(data)
-                self.assertCorrupt(0, "file size is %d" % len(data))
+                # The segment as a whole is damaged: no offset.
+                with self.assertRaises(fr.CorruptError) as cm:
+                    fr.read_records(self.ring)
+                e = cm.exception
+                self.assertEqual((e.path, e.offset, e.kind), (self.seg, None, "size"))
+                self.assertEqual(str(e), "%s: file size is %d, the ring's segment size is 4096" % (self.seg, len(data)))
 
 
-def reference_scan(buf, first_seq, from_seq=None, last=None, check_all=True):
+def reference_scan(buf, first_seq, from_seq=None, last=None, check_all=True, last_seq=None):
     """reference_scan is docs/FORMAT.md steps 3-5 written as plainly as possible.
 
     It returns the selected records, or raises CorruptError(None, offset, ...). With
     check_all false the CRC of a record below the committed word is checked only if
     the record is selected (read_records(check_all=False)). last=0 reads nothing.
+    last_seq is the manifest's last_seq of a segment it lists sealed: a record framed
+    past it is corruption, and so are records ending before it (at their end).
     """
     if last == 0:
         return []
     size = len(buf)
     committed = struct.unpack_from("<Q", buf, 56)[0]
+    allowed = None if last_seq is None else last_seq - first_seq + 1
     recs = []
     err = None
     off = 64
@@ -443,6 +467,9 @@ def reference_scan(buf, first_seq, from_seq=None, last=None, check_all=True):
         if ok:
             seq, t = struct.unpack_from("<Qq", buf, off + 8)
             ok = seq == first_seq + len(recs)
+        if ok and allowed is not None and len(recs) == allowed:
+            err = off  # a record past the manifest's last_seq
+            break
         crc_ok = ok and zlib.crc32(bytes(buf[off + 8 : off + n])) == crc
         if ok and not crc_ok and (check_all or off >= committed):
             ok = False
@@ -452,6 +479,8 @@ def reference_scan(buf, first_seq, from_seq=None, last=None, check_all=True):
             break
         recs.append((off, crc_ok, (seq, t, bytes(buf[off + 24 : off + n]))))
         off += align8(n)
+    if err is None and allowed is not None and len(recs) < allowed:
+        err = off  # the records end before the manifest's last_seq
     if check_all and err is not None:
         raise fr.CorruptError(None, err, "reference")
     sel = [r for r in recs if from_seq is None or r[2][0] >= from_seq]
@@ -544,7 +573,7 @@ class TestAgainstReference(RingTestCase):
             fast = rnd.random() < 0.8
             with self.subTest(trial=trial, last=last, from_seq=from_seq, check_all=check_all, fast=fast):
                 try:
-                    want = reference_scan(buf, first, from_seq, last, check_all)
+                    want = reference_scan(buf, first, from_seq, last, check_all, last_seq if sealed else None)
                 except fr.CorruptError as e:
                     want = e.offset
                 try:
@@ -562,6 +591,84 @@ class TestAgainstReference(RingTestCase):
                 got = fr.read_records(self.ring)
                 self.assertEqual(got, [(first + i, i, p) for i, p in enumerate(payloads)])
                 self.assertEqual(fr.read_records(self.ring, last=7, check_all=False), got[-7:])
+
+
+class TestErrorScope(RingTestCase):
+    """read_records(errors=[]): damage is reported and skipped, as `filering cat` does."""
+
+    def setUp(self):
+        RingTestCase.setUp(self)
+        self.payloads = sensor_payloads(600)
+        self.entries = write_ring(self.ring, self.payloads, hot=True)
+        self.assertGreater(len(self.entries), 4)
+        self.want = self.expected(self.payloads)
+
+    def without(self, entry, keep=0):
+        """without returns the expected records less those of entry after the first keep."""
+        lo = entry["first_seq"] + keep
+        hi = entry["last_seq"]
+        return [r for r in self.want if not lo <= r[0] <= hi]
+
+    def test_RecordDamage_keepsWhatPrecedes(self):
+        e = self.entries[1]
+        off = e["offsets"][4]
+        with open(self.path(e["name"]), "rb") as f:
+            f.seek(off + 24)
+            b = f.read(1)
+        patch_bytes(self.path(e["name"]), off + 24, bytes([b[0] ^ 1]))
+        errors = []
+        self.assertEqual(fr.read_records(self.ring, errors=errors), self.without(e, keep=4))
+        self.assertEqual([(x.path, x.offset, x.kind) for x in errors], [(self.path(e["name"]), off, "checksum")])
+        # last counts the records returned: it reaches back over the damaged tail.
+        errors = []
+        n = sum(1 for r in self.want if r[0] > e["last_seq"]) + 2
+        self.assertEqual(fr.read_records(self.ring, last=n, errors=errors), self.without(e, keep=4)[-n:])
+        self.assertEqual(len(errors), 1)
+        # Without errors=, the first damage is raised.
+        with self.assertRaises(fr.CorruptError) as cm:
+            fr.read_records(self.ring)
+        self.assertEqual((cm.exception.offset, cm.exception.kind), (off, "checksum"))
+
+    def test_SegmentDamage_skipsTheSegment(self):
+        bad = [self.entries[1], self.entries[3]]
+        patch_bytes(self.path(bad[0]["name"]), 0, b"FILERSEX")
+        os.unlink(self.path(bad[1]["name"]))
+        os.mkfifo(self.path(bad[1]["name"]))
+        errors = []
+        got = fr.read_records(self.ring, errors=errors)
+        self.assertEqual(got, [r for r in self.without(bad[0]) if not bad[1]["first_seq"] <= r[0] <= bad[1]["last_seq"]])
+        self.assertEqual(
+            [(x.path, x.offset, x.kind) for x in errors],
+            [(self.path(bad[0]["name"]), 0, "header"), (self.path(bad[1]["name"]), None, "not-regular")],
+        )
+        self.assertEqual(str(errors[0]), "%s: corrupt at offset 0: bad magic b'FILERSEX'" % self.path(bad[0]["name"]))
+
+    def test_ListedSealed_sealedWordZero(self):
+        e = self.entries[0]
+        patch_bytes(self.path(e["name"]), 48, b"\0" * 8)
+        errors = []
+        self.assertEqual(fr.read_records(self.ring, errors=errors), self.without(e))
+        self.assertEqual([(x.offset, x.kind) for x in errors], [(48, "sealed-word")])
+
+    def test_LastSeq(self):
+        # The manifest lists fewer records than the sealed segment holds, then more.
+        e = self.entries[0]
+        docs = [{k: v for k, v in x.items() if k != "offsets"} for x in self.entries]
+        docs[0]["last_seq"] = e["last_seq"] - 3
+        write_manifest(self.ring, manifest_doc(docs))
+        errors = []
+        got = fr.read_records(self.ring, errors=errors)
+        self.assertEqual(got, [r for r in self.want if not e["last_seq"] - 3 < r[0] <= e["last_seq"]])
+        self.assertEqual([(x.offset, x.kind) for x in errors], [(e["offsets"][-3], "last-seq")])
+        docs[0]["last_seq"] = e["last_seq"]
+        docs[1]["last_seq"] += 5
+        docs[2]["first_seq"] += 5
+        write_manifest(self.ring, manifest_doc(docs))
+        patch_bytes(self.path(self.entries[2]["name"]), 12, b"\0\0\0\0")  # the header CRC: ignore its records
+        errors = []
+        fr.read_records(self.ring, errors=errors)
+        end = self.entries[1]["offsets"][-1] + align8(24 + len(self.payloads[self.entries[1]["last_seq"] - 1]))
+        self.assertEqual([(x.offset, x.kind) for x in errors], [(end, "last-seq"), (12, "header")])
 
 
 class TestFiles(RingTestCase):
@@ -771,6 +878,8 @@ class TestManifest(unittest.TestCase):
             ("segments_max huge", edit(lambda d: d.update(segments_max=65537))),
             ("more than segments_max", big),
             ("generation negative", edit(lambda d: d.update(generation=-1))),
+            ("generation -0", json.dumps(good_manifest()).replace('"generation": 42', '"generation": -0').encode()),
+            ("generation 42.0", json.dumps(good_manifest()).replace('"generation": 42', '"generation": 42.0').encode()),
             ("generation 2^63", edit(lambda d: d.update(generation=1 << 63))),
             ("generation 2^64", edit(lambda d: d.update(generation=1 << 64))),
             ("generation float", edit(lambda d: d.update(generation=42.5))),
@@ -913,6 +1022,24 @@ class TestCommandLine(RingTestCase):
         self.assertEqual(p.stdout, b"".join(x + b"\n" for x in payloads[2:]))
         p = self.run_cli("--last", "0", "--from", "0", self.ring)  # 0 means no limit, as in filering cat
         self.assertEqual(p.stdout, b"".join(x + b"\n" for x in payloads))
+
+    def test_Raw(self):
+        payloads = [b"21.5", b"", b"\xff\x00binary", b"x" * 300]
+        write_ring(self.ring, payloads)
+        p = self.run_cli(self.ring, "--format", "raw")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, b"".join(struct.pack("<I", len(x)) + x for x in payloads))
+
+    def test_Damage(self):
+        # Everything readable is printed, the damage reported, and the exit status is 1.
+        payloads = sensor_payloads(300)
+        entries = write_ring(self.ring, payloads)
+        patch_bytes(self.path(entries[1]["name"]), 0, b"X")
+        p = self.run_cli(self.ring, "--format", "json")
+        self.assertEqual(p.returncode, 1)
+        want = [x for i, x in enumerate(payloads) if not entries[1]["first_seq"] <= i + 1 <= entries[1]["last_seq"]]
+        self.assertEqual([json.loads(l)["data"].encode() for l in p.stdout.splitlines()], want)
+        self.assertEqual(p.stderr, b"filering_reader: %s: corrupt at offset 0: bad magic b'XILERSEG'\n" % self.path(entries[1]["name"]).encode())
 
     def test_Json(self):
         payloads = [b"21.5", b'say "hi"\n', b"\xff"]
