@@ -3,8 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -26,22 +27,47 @@ func serveCommand() *cli.Command {
 		Name:      "serve",
 		Usage:     "serve a ring over HTTP: JSON, Server-Sent Events and a live graph page",
 		ArgsUsage: "DIR",
-		Description: "Endpoints:\n" +
-			"  GET /                    the live graph page\n" +
-			"  GET /records?last=N      the latest N records as JSON (default 300)\n" +
-			"  GET /records?after=SEQ&wait=S   records newer than SEQ, waiting up to S seconds for one\n" +
-			"  GET /events              Server-Sent Events, one per record, id = sequence number;\n" +
-			"                           resumes after Last-Event-ID, or ?after=SEQ, or starts with ?last=N\n" +
-			"  GET /healthz             {\"ok\":true,...}\n" +
-			"Records are {\"seq\":N,\"time_ns\":T,\"value\":V}: V is the payload as a number when it is a\n" +
-			"decimal number, else as a string. One follower reads the ring for every client; a slow\n" +
-			"client never slows the producer or the other clients.",
+		Description: fmt.Sprintf("Endpoints:\n"+
+			"  GET /                    the live graph page\n"+
+			"  GET /records?last=N      the latest N records as JSON (default 300, at most %d)\n"+
+			"  GET /records?after=SEQ&wait=S   records newer than SEQ, waiting up to S seconds for one\n"+
+			"  GET /events              Server-Sent Events, one per record, id = sequence number;\n"+
+			"                           resumes after Last-Event-ID, or ?after=SEQ, or starts with ?last=N\n"+
+			"  GET /healthz             {\"ok\":true,...}; 503 and {\"ok\":false,\"reason\":\"...\",...} when there\n"+
+			"                           is no ring, no producer holds it, or (--stale) its newest record is too old\n"+
+			"Records are {\"seq\":N,\"time_ns\":T,\"value\":V}: V is the payload as a number when it is a\n"+
+			"decimal number, else as a string. One follower reads the ring for every client; a slow\n"+
+			"client never slows the producer or the other clients. /records responses are sent as\n"+
+			"they are read; at most %d are read at once, and a request that finds no turn within %v\n"+
+			"gets 503 with Retry-After. Until a ring exists at DIR, /records and /healthz answer 503\n"+
+			"and serve picks the ring up when it appears, or when it is removed and created anew.",
+			maxLast, recordsConcurrent, recordsQueueWait),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "`ADDRESS` to listen on (loopback unless told otherwise)"},
 			&cli.IntFlag{Name: "buffer", Value: 4096, Usage: "records kept in memory for event streams"},
+			&cli.DurationFlag{Name: "stale", Usage: "/healthz fails when the newest record is older than `DURATION` (0: no check)"},
 		},
 		Action: serve,
 	}
+}
+
+// maxUint64 is the largest sequence number a client may name.
+const maxUint64 = math.MaxUint64
+
+// seqAfter returns the sequence number after seq. For the largest one, which no ring
+// reaches, it returns seq itself rather than wrapping to 0: what follows it is as far
+// ahead of any ring.
+func seqAfter(seq uint64) uint64 {
+	if seq == maxUint64 {
+		return seq
+	}
+	return seq + 1
+}
+
+// serveConfig is what the flags of `filering serve` set.
+type serveConfig struct {
+	buffer int           // --buffer
+	stale  time.Duration // --stale
 }
 
 func serve(c *cli.Context) error {
@@ -49,24 +75,49 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Int("buffer") < 1 || c.Int("buffer") > 1<<20 {
-		return usagef("--buffer %d: want 1 to 1048576", c.Int("buffer"))
+	cfg := serveConfig{buffer: c.Int("buffer"), stale: c.Duration("stale")}
+	if cfg.buffer < 1 || cfg.buffer > 1<<20 {
+		return usagef("--buffer %d: want 1 to 1048576", cfg.buffer)
+	}
+	if cfg.stale < 0 {
+		return usagef("--stale %v: must not be negative", cfg.stale)
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	r, err := openWhenPresent(ctx, dir)
-	if err != nil {
-		return quiet(ctx, err)
-	}
-	defer r.Close()
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return err
 	}
-	s := newServer(r, c.Int("buffer"))
-	go s.hub.run(ctx, r)
+	return serveOn(ctx, ln, dir, cfg, c.App.ErrWriter)
+}
+
+// serveOn serves the ring at dir on ln until ctx is done, then returns nil; it closes ln.
+// It serves at once, whether or not there is a ring at dir yet, and says on stderr when
+// there is none; it fails at once when dir cannot be a ring directory (a file, a
+// symbolic link, a directory it may not read).
+func serveOn(ctx context.Context, ln net.Listener, dir string, cfg serveConfig, stderr io.Writer) error {
+	s := newServer(dir, cfg.buffer)
+	s.stale = cfg.stale
+	defer s.close()
+	hubCtx, stopHub := context.WithCancel(ctx)
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		s.hub.run(hubCtx, s.src)
+	}()
+	defer func() { stopHub(); <-hubDone }()
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	fmt.Fprintf(c.App.ErrWriter, "filering: serving %s on http://%s/\n", dir, ln.Addr())
+	waiting, err := s.waiting()
+	if err != nil {
+		// Not a ring directory at all (a file, a symbolic link, no permission): say so
+		// now rather than answer every request with it.
+		ln.Close()
+		return err
+	}
+	fmt.Fprintf(stderr, "filering: serving %s on http://%s/\n", dir, ln.Addr())
+	if waiting {
+		fmt.Fprintf(stderr, "filering: no ring at %s yet: waiting for one (/records and /healthz answer 503 until then)\n", dir)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -75,21 +126,35 @@ func serve(c *cli.Context) error {
 	case <-ctx.Done():
 		shut, done := context.WithTimeout(context.Background(), 2*time.Second)
 		defer done()
-		srv.Shutdown(shut)
+		if srv.Shutdown(shut) != nil {
+			srv.Close()
+		}
+		<-errc
 		return nil
 	}
 }
 
 // server answers the HTTP endpoints of `filering serve`.
 type server struct {
-	ring *watch.Ring
-	hub  *hub
-	mux  *http.ServeMux
-	page []byte
+	src    *ringSource
+	hub    *hub
+	mux    *http.ServeMux
+	page   []byte
+	limits *recordsLimits
+	stale  time.Duration    // /healthz fails when the newest record is older; 0: no check
+	now    func() time.Time // the clock /healthz measures staleness with
 }
 
-func newServer(r *watch.Ring, buffer int) *server {
-	s := &server{ring: r, hub: newHub(buffer), mux: http.NewServeMux()}
+// newServer returns the server of the ring at path, which need not exist yet. The
+// caller runs s.hub.run(ctx, s.src) for the event streams, and calls close when done.
+func newServer(path string, buffer int) *server {
+	s := &server{
+		src:    newRingSource(path),
+		hub:    newHub(buffer),
+		mux:    http.NewServeMux(),
+		limits: newRecordsLimits(recordsConcurrent),
+		now:    time.Now,
+	}
 	// The page reads Server-Sent Events when it finds window.FILERING_EVENTS.
 	s.page = bytes.Replace(cgi.IndexHTML, []byte("<script>"),
 		[]byte("<script>window.FILERING_EVENTS = \"events\";</script>\n<script>"), 1)
@@ -98,6 +163,24 @@ func newServer(r *watch.Ring, buffer int) *server {
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	return s
+}
+
+// close lets go of the ring; requests still running keep what they use until they end.
+func (s *server) close() { s.src.close() }
+
+// waiting reports whether there is no ring at the path yet: no directory, or no manifest
+// in it. It fails when the path cannot be a ring directory.
+func (s *server) waiting() (bool, error) {
+	h, err := s.src.acquire()
+	if noRing(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer h.release()
+	_, err = h.ring.Manifest()
+	return noRing(err), nil
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -115,6 +198,8 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Write(append(b, "}\n"...))
 }
 
+// queryUint parses the query parameter name as a whole number, def when absent, and
+// caps it at limit.
 func queryUint(r *http.Request, name string, def, limit uint64) (uint64, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {
@@ -127,64 +212,6 @@ func queryUint(r *http.Request, name string, def, limit uint64) (uint64, error) 
 	return min(n, limit), nil
 }
 
-// records answers /records?last=N and /records?after=SEQ&wait=S.
-func (s *server) records(w http.ResponseWriter, r *http.Request) {
-	last, err := queryUint(r, "last", 300, 100000)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	wait, err := queryUint(r, "wait", 0, 60)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	sel := watch.Selection{Last: int(last)}
-	if r.URL.Query().Has("after") {
-		after, err := queryUint(r, "after", 0, 1<<63)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		sel.From = after + 1
-		if wait > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), time.Duration(wait)*time.Second)
-			s.hub.waitAfter(ctx, after)
-			cancel()
-		}
-	}
-	snap, err := s.ring.Snapshot(sel)
-	if err != nil {
-		code := http.StatusInternalServerError
-		if errors.Is(err, watch.ErrNoRing) {
-			code = http.StatusNotFound
-		}
-		httpError(w, code, err.Error())
-		return
-	}
-	defer snap.Close()
-	b := []byte(`{"records":[`)
-	var newest uint64
-	for n := 0; snap.Next(); n++ {
-		if n > 0 {
-			b = append(b, ',')
-		}
-		rec := snap.Record()
-		b = appendRecordJSON(b, rec)
-		newest = rec.Seq
-	}
-	if err := snap.Err(); err != nil {
-		httpError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	newest = max(newest, s.hub.newestSeq())
-	b = append(b, `],"last_seq":`...)
-	b = strconv.AppendUint(b, newest, 10)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(append(b, "}\n"...))
-}
-
 // events streams records as Server-Sent Events.
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
@@ -192,22 +219,24 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "streaming not supported")
 		return
 	}
-	next := s.hub.newestSeq() + 1
+	// next is the first sequence number the client wants. Ids come from the client and
+	// may be anything up to 2^64-1: seqAfter never wraps one around to 0.
+	next := seqAfter(s.hub.newestSeq())
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		n, err := strconv.ParseUint(id, 10, 64)
 		if err != nil {
 			httpError(w, http.StatusBadRequest, "Last-Event-ID: want a sequence number")
 			return
 		}
-		next = n + 1
+		next = seqAfter(n)
 	} else if r.URL.Query().Has("after") {
-		n, err := queryUint(r, "after", 0, 1<<63)
+		n, err := queryUint(r, "after", 0, maxUint64)
 		if err != nil {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		next = n + 1
-	} else if last, err := queryUint(r, "last", 0, 100000); err != nil {
+		next = seqAfter(n)
+	} else if last, err := queryLast(r, 0); err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	} else if last > 0 && next > last {
@@ -268,7 +297,12 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 // catchUp reads records from next on from the ring, up to what the hub holds, as
 // events. Records no longer in the ring are announced with a "lost" event.
 func (s *server) catchUp(next uint64, b []byte) ([]byte, uint64, error) {
-	snap, err := s.ring.Snapshot(watch.Selection{From: next})
+	h, err := s.src.acquire()
+	if err != nil {
+		return b, next, err
+	}
+	defer h.release()
+	snap, err := h.ring.Snapshot(watch.Selection{From: next})
 	if err != nil {
 		return b, next, err
 	}
@@ -283,7 +317,7 @@ func (s *server) catchUp(next uint64, b []byte) ([]byte, uint64, error) {
 			b = fmt.Appendf(b, "event: lost\ndata: {\"from\":%d,\"to\":%d}\n\n", next, rec.Seq-1)
 		}
 		b = appendEvent(b, rec)
-		next = rec.Seq + 1
+		next = seqAfter(rec.Seq)
 	}
 	if oldest != 0 && next < oldest && len(b) < 1<<20 {
 		// Nothing more in the ring before what the hub holds: those were lost.
@@ -291,21 +325,6 @@ func (s *server) catchUp(next uint64, b []byte) ([]byte, uint64, error) {
 		next = oldest
 	}
 	return b, next, snap.Err()
-}
-
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	st, err := s.ring.Stat()
-	if err != nil && !errors.Is(err, watch.ErrNoRing) {
-		httpError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	pid := "null"
-	if st.ProducerPID != 0 {
-		pid = strconv.Itoa(st.ProducerPID)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, "{\"ok\":true,\"last_seq\":%d,\"records\":%d,\"producer_pid\":%s,\"clients\":%d}\n",
-		st.LastSeq, st.Records, pid, s.hub.clientCount())
 }
 
 // decimal matches payloads that are served as JSON numbers. It is compiled on first
@@ -369,33 +388,52 @@ func newHub(size int) *hub {
 	return &hub{slots: make([]hubSlot, size), changed: make(chan struct{})}
 }
 
-// run follows the ring until ctx is done. It is owned by serve.
-func (h *hub) run(ctx context.Context, r *watch.Ring) {
+// run follows the ring of src until ctx is done, waiting for it when there is none yet.
+// It is owned by serve.
+func (h *hub) run(ctx context.Context, src *ringSource) {
 	for ctx.Err() == nil {
-		f, err := r.Follow(watch.Selection{Last: len(h.slots)})
+		rh, err := src.acquire()
 		if err != nil {
-			time.Sleep(watch.FastPollInterval)
+			sleepCtx(ctx, watch.FastPollInterval) // no ring directory (yet)
 			continue
 		}
-		f.OnWait(h.caughtUp)
-		var ev []byte
-		for f.Next(ctx) {
-			rec := f.Record()
-			ev = ev[:0]
-			if l, ok := f.Loss(); ok {
-				// Streams learn of records the ring overwrote before the hub read them.
-				ev = fmt.Appendf(ev, "event: lost\ndata: {\"from\":%d,\"to\":%d}\n\n", l.From, l.To)
-			}
-			ev = appendEvent(ev, rec)
-			h.add(rec.Seq, ev)
-		}
-		f.Close()
+		h.follow(ctx, rh.ring)
+		rh.release()
 		h.mu.Lock()
 		h.current = false
 		h.mu.Unlock()
-		if ctx.Err() == nil {
-			time.Sleep(watch.FastPollInterval) // a damaged ring: try again
+		sleepCtx(ctx, watch.FastPollInterval) // a damaged ring: try again
+	}
+}
+
+// follow adds the records of r to the hub until ctx is done or the follower fails.
+func (h *hub) follow(ctx context.Context, r *watch.Ring) {
+	f, err := r.Follow(watch.Selection{Last: len(h.slots)})
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	f.OnWait(h.caughtUp)
+	var ev []byte
+	for f.Next(ctx) {
+		rec := f.Record()
+		ev = ev[:0]
+		if l, ok := f.Loss(); ok {
+			// Streams learn of records the ring overwrote before the hub read them.
+			ev = fmt.Appendf(ev, "event: lost\ndata: {\"from\":%d,\"to\":%d}\n\n", l.From, l.To)
 		}
+		ev = appendEvent(ev, rec)
+		h.add(rec.Seq, ev)
+	}
+}
+
+// sleepCtx waits for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -436,7 +474,7 @@ func (h *hub) add(seq uint64, ev []byte) {
 func (h *hub) since(next uint64, epoch *uint64, b []byte) (events []byte, after uint64, changed <-chan struct{}, behind bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if *epoch != h.epoch || (h.current && h.n > 0 && next > h.newest+1) {
+	if *epoch != h.epoch || (h.current && h.n > 0 && next > seqAfter(h.newest)) {
 		// The ring was created anew (or the client has seen numbers this ring never
 		// reached): tell the client, and start over with what the hub holds.
 		*epoch = h.epoch
@@ -466,7 +504,7 @@ func (h *hub) since(next uint64, epoch *uint64, b []byte) (events []byte, after 
 	for k := lo; k < h.n && len(b) < 256<<10; k++ {
 		sl := &h.slots[(h.head+k)%len(h.slots)]
 		b = append(b, sl.event...)
-		next = sl.seq + 1
+		next = seqAfter(sl.seq)
 	}
 	return b, next, h.changed, false
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/segment"
-	"github.com/filering/filering/watch"
 )
 
 // startServe runs the serve handlers over real HTTP on a loopback port, with n records
@@ -33,18 +32,26 @@ func startServe(t *testing.T, n int) (string, *publish.Writer) {
 	for i := 1; i <= n; i++ {
 		w.Append([]byte(strconv.Itoa(i)))
 	}
-	r, err := watch.Open(dir)
-	if err != nil {
-		t.Fatal(err)
+	base, _ := startServer(t, dir, nil)
+	return base, w
+}
+
+// startServer runs the serve handlers of the ring at dir, which need not exist yet, over
+// real HTTP on a loopback port, and returns the base URL and the server. setup, when not
+// nil, may change the server and the HTTP server (its handler, hooks) before they start.
+func startServer(t *testing.T, dir string, setup func(*server, *httptest.Server)) (string, *server) {
+	t.Helper()
+	s := newServer(dir, 1000)
+	ts := httptest.NewUnstartedServer(s)
+	if setup != nil {
+		setup(s, ts)
 	}
-	t.Cleanup(func() { r.Close() })
-	s := newServer(r, 1000)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { s.hub.run(ctx, r); close(done) }()
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() { ts.Close(); cancel(); <-done })
-	return ts.URL, w
+	go func() { s.hub.run(ctx, s.src); close(done) }()
+	ts.Start()
+	t.Cleanup(func() { ts.Close(); cancel(); <-done; s.close() })
+	return ts.URL, s
 }
 
 type recordsDoc struct {
@@ -275,12 +282,8 @@ func TestServe_ResumeAheadOfHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	r, err := watch.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	s := newServer(r, 1000)
+	s := newServer(dir, 1000)
+	defer s.close()
 	// The hub is fed by hand: it has read records 1 to 50 of a ring that holds 100.
 	rec := func(seq uint64) []byte { return appendEvent(nil, segment.Record{Seq: seq, Data: []byte("x")}) }
 	for seq := uint64(1); seq <= 50; seq++ {
@@ -314,5 +317,58 @@ func TestServe_ResumeAheadOfHub(t *testing.T) {
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServe_IDsAtTopOfRange: ids and sequence numbers at the top of the uint64 range are
+// ids ahead of the ring like any other: a stream resuming after 2^64-1 is told the ring
+// restarted and gets its records from 1 (the next id wrapped to 0 and the stream
+// replayed the ring with no restart event), and /records after it has nothing.
+func TestServe_IDsAtTopOfRange(t *testing.T) {
+	base, _ := startServe(t, 10)
+	for _, tc := range []struct{ url, lastID string }{
+		{base + "/events", "18446744073709551615"},
+		{base + "/events", "18446744073709551614"},
+		{base + "/events?after=18446744073709551615", ""},
+		{base + "/events?after=9223372036854775808", ""},
+	} {
+		sc, done := eventStream(t, tc.url, tc.lastID)
+		if sc == nil {
+			t.FailNow()
+		}
+		var restart bool
+		var ids []string
+		for len(ids) < 10 && sc.Scan() {
+			if sc.Text() == "event: restart" {
+				restart = len(ids) == 0
+			}
+			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				ids = append(ids, id)
+			}
+		}
+		done()
+		if !restart || len(ids) != 10 || ids[0] != "1" || ids[9] != "10" {
+			t.Errorf("%s Last-Event-ID %q: restart first %v, ids %v; want a restart, then 1 to 10", tc.url, tc.lastID, restart, ids)
+		}
+	}
+	for _, after := range []string{"18446744073709551615", "18446744073709551614", "9223372036854775807"} {
+		var doc recordsDoc
+		if code := getJSON(t, base+"/records?after="+after+"&last=5", &doc); code != 200 || len(doc.Records) != 0 || doc.LastSeq != 10 {
+			t.Errorf("/records?after=%s: %d %+v; want no record, last_seq 10", after, code, doc)
+		}
+	}
+	var e struct{ Error string }
+	if code := getJSON(t, base+"/records?after=18446744073709551616", &e); code != 400 || e.Error == "" {
+		t.Errorf("after=2^64: %d %q; want 400", code, e.Error)
+	}
+	req, _ := http.NewRequest("GET", base+"/events", nil)
+	req.Header.Set("Last-Event-ID", "18446744073709551616")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("Last-Event-ID 2^64: %d; want 400", resp.StatusCode)
 	}
 }

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/publish"
+)
+
+// valuesDoc is a /records document with the values as strings.
+type valuesDoc struct {
+	Records []struct {
+		Seq   uint64 `json:"seq"`
+		Value any    `json:"value"`
+	} `json:"records"`
+	LastSeq uint64 `json:"last_seq"`
+}
+
+func appendAll(t *testing.T, w *publish.Writer, payloads ...string) {
+	t.Helper()
+	for _, p := range payloads {
+		if _, err := w.Append([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantUnavailable checks that url answers 503 with a JSON body whose field says what
+// it should.
+func wantUnavailable(t *testing.T, url, field, want string) {
+	t.Helper()
+	var doc map[string]any
+	if code := getJSON(t, url, &doc); code != 503 {
+		t.Fatalf("%s: %d %v; want 503", url, code, doc)
+	}
+	if s, _ := doc[field].(string); !strings.Contains(s, want) {
+		t.Fatalf("%s: %v; want %q saying %q", url, doc, field, want)
+	}
+}
+
+// TestServe_RecordsRecreatedRing: after the ring directory is removed and a new producer
+// creates the ring again at the same path, /records serves the new ring's records (it
+// answered 404 "no ring in this directory" for ever, from the removed directory).
+func TestServe_RecordsRecreatedRing(t *testing.T) {
+	dir := ringtest.Dir(t)
+	w, err := publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, w, "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10")
+	base, _ := startServer(t, dir, nil)
+	var doc valuesDoc
+	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 || doc.Records[4].Value != "a10" {
+		t.Fatalf("first ring: %d %+v", code, doc)
+	}
+
+	w.Close()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	wantUnavailable(t, base+"/records?last=5", "error", "no ring at "+dir)
+
+	w, err = publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	appendAll(t, w, "b1", "b2", "b3")
+	doc = valuesDoc{}
+	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 3 ||
+		doc.Records[0].Seq != 1 || doc.Records[0].Value != "b1" || doc.Records[2].Value != "b3" || doc.LastSeq != 3 {
+		t.Fatalf("the ring created anew: %d %+v; want b1 to b3, seq 1 to 3", code, doc)
+	}
+	var h struct {
+		OK          bool `json:"ok"`
+		ProducerPID int  `json:"producer_pid"`
+	}
+	if code := getJSON(t, base+"/healthz", &h); code != 200 || !h.OK || h.ProducerPID != os.Getpid() {
+		t.Fatalf("healthz of the ring created anew: %d %+v", code, h)
+	}
+}
+
+// TestServe_RingSourceRemovedDirectory: a directory held is let go of once it is removed, even
+// when the path is given back to a directory that got the same inode number.
+func TestServe_RingSourceRemovedDirectory(t *testing.T) {
+	dir := ringtest.Dir(t)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := newRingSource(dir)
+	defer src.close()
+	h, err := src.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.release()
+	if !h.current() {
+		t.Fatal("a directory just opened is not current")
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if h.current() {
+		t.Fatal("a removed directory is still current")
+	}
+	if _, err := src.acquire(); !noRing(err) {
+		t.Fatalf("acquire with no directory: %v; want no ring", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := src.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.release()
+	if h2 == h || !h2.current() {
+		t.Fatal("the new directory was not opened")
+	}
+}
+
+// TestServe_WaitsForRing runs `filering serve` on a directory that does not exist: it
+// listens at once, says once on stderr that it waits for a ring there, answers 503 with
+// the reason on /records and /healthz, and serves the ring once a producer creates it,
+// without a restart. It stops on SIGINT with exit status 0.
+func TestServe_WaitsForRing(t *testing.T) {
+	dir := ringtest.Dir(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^TestHelperFilering$", "--", "serve", "--listen", "127.0.0.1:0", dir)
+	cmd.Env = append(os.Environ(), "FILERING_TEST_HELPER=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	}()
+	next := func() string {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("serve exited: %v", <-exited)
+			}
+			return l
+		case <-time.After(time.Minute):
+			t.Fatal("serve printed nothing for a minute")
+		}
+		return ""
+	}
+	var base string
+	if l := next(); !strings.HasPrefix(l, "filering: serving "+dir+" on http://") {
+		t.Fatalf("first line %q; want the address served", l)
+	} else {
+		base = strings.TrimSuffix(l[strings.Index(l, "http://"):], "/")
+	}
+	if l := next(); !strings.Contains(l, "no ring at "+dir+" yet: waiting for one") {
+		t.Fatalf("second line %q; want that it waits for a ring", l)
+	}
+	wantUnavailable(t, base+"/records?last=5", "error", "no ring at "+dir)
+	wantUnavailable(t, base+"/healthz", "reason", "no ring at "+dir)
+	resp, err := http.Get(base + "/records")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+
+	w, err := publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	appendAll(t, w, "1", "2", "3")
+	var doc valuesDoc
+	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 3 || doc.LastSeq != 3 {
+		t.Fatalf("once the ring exists: %d %+v", code, doc)
+	}
+	var h struct {
+		OK bool `json:"ok"`
+	}
+	if code := getJSON(t, base+"/healthz", &h); code != 200 || !h.OK {
+		t.Fatalf("healthz once the ring exists: %d %+v", code, h)
+	}
+	// The event stream picks the ring up too.
+	if ids := sse(t, base+"/events?after=0", "", 3); fmt.Sprint(ids) != "[1 2 3]" {
+		t.Fatalf("events: %v", ids)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("serve after SIGINT: %v; stderr %q", err, rest)
+	}
+	if len(rest) != 0 {
+		t.Errorf("serve said more on stderr: %q", rest)
+	}
+}
+
+// TestServe_NotADirectory: serve on a path that cannot be a ring directory fails at once
+// and says why, instead of waiting for a ring there.
+func TestServe_NotADirectory(t *testing.T) {
+	file := ringtest.Dir(t)
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	code := run([]string{"filering", "serve", "--listen", "127.0.0.1:0", file}, strings.NewReader(""), &strings.Builder{}, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), file) || !strings.Contains(stderr.String(), "not a directory") {
+		t.Fatalf("exit %d, stderr %q; want 1 and that %s is not a directory", code, stderr.String(), file)
+	}
+}
+
+// TestServe_StaleFlag: --stale must not be negative.
+func TestServe_StaleFlag(t *testing.T) {
+	var stderr strings.Builder
+	if code := run([]string{"filering", "serve", "--stale", "-1s", ringtest.Dir(t)}, strings.NewReader(""), &strings.Builder{}, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "--stale") {
+		t.Fatalf("exit %d, stderr %q; want 2 and a message about --stale", code, stderr.String())
+	}
+}
