@@ -15,9 +15,9 @@ FILERING_QEMU ?= $(if $(and $(shell command -v qemu-aarch64-static 2>/dev/null),
 # child fails with "exec format error". (inotify, mmap and /dev/shm all work.)
 QEMU_TEST_SKIP ?= ^TestFollower_InotifyExhausted$$
 
-.PHONY: test build vet unit race python fuzz cross qemu-test man
+.PHONY: test build vet unit race python fuzz cross qemu-test man c
 
-test: vet unit race python fuzz cross $(if $(filter 1,$(FILERING_QEMU)),qemu-test)
+test: vet unit race python fuzz cross $(if $(filter 1,$(FILERING_QEMU)),qemu-test) c
 
 # A static binary: without cgo (which net and os/user would use), a filering command
 # starts without the dynamic loader, about 4 ms sooner on a small machine.
@@ -67,3 +67,17 @@ man:
 	else \
 		echo "man: neither groff nor man is installed: $(DIST)/filering.1 is not checked"; \
 	fi
+
+# c builds the C library and its programs and runs `make -C c check`: the unit and
+# conformance tests, the same under ASan and UBSan, the libFuzzer targets briefly
+# (FUZZTIME, default 5s each), cross builds for arm64 and armv7 and their tests under
+# qemu-user. Each part whose tool is missing (a C compiler, clang with libFuzzer, a cross
+# compiler, qemu-user) is skipped with a message, unless FILERING_REQUIRE_C=1 (CI sets
+# it), which makes that a failure. (tests/c_interop_test.go, in `unit`, builds the
+# programs too, and skips the same way.)
+c:
+	@cc=$${CC:-cc}; if ! command -v $$cc >/dev/null 2>&1; then \
+		if [ "$$FILERING_REQUIRE_C" = 1 ]; then echo "c: no C compiler ($$cc), and FILERING_REQUIRE_C=1"; exit 1; fi; \
+		echo "c: no C compiler ($$cc): skipping the C library"; exit 0; \
+	fi; \
+	$(MAKE) -C c check

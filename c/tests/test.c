@@ -1,0 +1,1513 @@
+/*
+ * The C library's tests: unit tests of its internals (it includes filering.c), of the
+ * writer and the reader through the API, and the conformance corpus
+ * (testdata/conformance/README.md), through the library (always) and through
+ * filering-read (with --binary PATH). It prints one line per test and a closing line
+ * "N passed, N failed"; the exit status is 1 when anything failed.
+ *
+ *     run [--corpus DIR] [--binary PATH-TO-filering-read] [--only SUBSTRING]
+ */
+#include "../filering.c"
+
+#include <ftw.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+
+#include "tjson.h"
+
+static const char *cur_test;
+static int test_failures, passed, failed;
+static const char *corpus_dir, *binary, *only;
+static char tmp_root[256];
+
+#define CHECK(c)                                                                                      \
+	do {                                                                                          \
+		if (!(c)) {                                                                           \
+			fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__, cur_test, #c); \
+			test_failures++;                                                              \
+		}                                                                                     \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                                                    \
+	do {                                                                                              \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+		if (a_ != b_) {                                                                           \
+			fprintf(stderr, "%s:%d: %s: %s == %lld, want %s == %lld\n", __FILE__, __LINE__, cur_test, \
+			        #a, a_, #b, b_);                                                          \
+			test_failures++;                                                                  \
+		}                                                                                         \
+	} while (0)
+
+#define CHECK_STR(a, b)                                                                                  \
+	do {                                                                                             \
+		const char *a_ = (a), *b_ = (b);                                                          \
+		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                  \
+			fprintf(stderr, "%s:%d: %s: %s is \"%s\", want \"%s\"\n", __FILE__, __LINE__, cur_test, #a, \
+			        a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                 \
+			test_failures++;                                                                 \
+		}                                                                                        \
+	} while (0)
+
+static void run_test(const char *name, void (*fn)(void))
+{
+	if (only && !strstr(name, only))
+		return;
+	cur_test = name;
+	test_failures = 0;
+	fn();
+	if (test_failures) {
+		failed++;
+		printf("FAIL %s\n", name);
+	} else {
+		passed++;
+		printf("ok   %s\n", name);
+	}
+	fflush(stdout);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		chmod(path, 0700);
+	remove(path);
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return;
+	chmod(path, 0700);
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* new_dir makes a fresh directory under the tests' root and returns its path (static
+ * storage, one of a few). */
+static char *new_dir(void)
+{
+	static char bufs[8][300];
+	static int k;
+	static int n;
+	char *p = bufs[k++ % 8];
+
+	snprintf(p, 300, "%s/t%d", tmp_root, n++);
+	rm_rf(p);
+	mkdir(p, 0700);
+	return p;
+}
+
+/* ring_in returns DIR/ring for a fresh DIR. */
+static char *ring_in(void)
+{
+	static char bufs[8][320];
+	static int k;
+	char *p = bufs[k++ % 8];
+
+	snprintf(p, 320, "%s/ring", new_dir());
+	return p;
+}
+
+static unsigned char *read_whole(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *b;
+	long n;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	b = (unsigned char *)malloc((size_t)n + 1);
+	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+		free(b);
+		b = NULL;
+	}
+	fclose(f);
+	if (b) {
+		b[n] = 0;
+		*len = (size_t)n;
+	}
+	return b;
+}
+
+static int write_whole(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	int ok;
+
+	if (!f)
+		return -1;
+	ok = fwrite(p, 1, n, f) == n;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static char logbuf[1 << 16];
+static void tlog(void *arg, const char *msg)
+{
+	size_t n = strlen(logbuf);
+
+	(void)arg;
+	snprintf(logbuf + n, sizeof logbuf - n, "%s\n", msg);
+}
+
+static filering_options small_opts(uint64_t size, uint32_t segments)
+{
+	filering_options o;
+
+	memset(&o, 0, sizeof o);
+	o.segment_size = size;
+	o.segments = segments;
+	return o;
+}
+
+/* append_n appends records "K" for K from the writer's next sequence on. */
+static int append_n(filering_writer *w, int n)
+{
+	char b[32];
+	int i, r, len;
+
+	for (i = 0; i < n; i++) {
+		len = snprintf(b, sizeof b, "%llu", (unsigned long long)filering_writer_next_seq(w));
+		if ((r = filering_append(w, b, (size_t)len, NULL)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* snapshot reads the ring at dir with sel and checks that every record holds its own
+ * sequence number as text; it returns how many records it read, the first and the last
+ * sequence, and the number of errors. */
+struct snapres {
+	uint64_t n, first, last;
+	int errors, bad;
+	int last_err;
+};
+
+static struct snapres snapshot(const char *dir, const filering_selection *sel)
+{
+	struct snapres s;
+	filering_reader *r;
+	filering_record rec;
+	char b[32];
+	int rc;
+
+	memset(&s, 0, sizeof s);
+	if ((rc = filering_reader_open(dir, 0, sel, &r)) != 0) {
+		s.errors = 1;
+		s.last_err = rc;
+		return s;
+	}
+	while ((rc = filering_reader_next(r, &rec, 0)) != 0) {
+		if (rc < 0) {
+			s.errors++;
+			s.last_err = rc;
+			continue;
+		}
+		snprintf(b, sizeof b, "%llu", (unsigned long long)rec.seq);
+		if (rec.len != strlen(b) || memcmp(rec.data, b, rec.len) != 0)
+			s.bad++;
+		if (!s.n)
+			s.first = rec.seq;
+		s.last = rec.seq;
+		s.n++;
+	}
+	filering_reader_close(r);
+	return s;
+}
+
+/* ---- basics ------------------------------------------------------------------------------- */
+
+static void test_crc(void)
+{
+	CHECK_EQ(filering_crc32(0, "123456789", 9), 0xCBF43926u);
+	CHECK_EQ(filering_crc32(filering_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
+	CHECK_EQ(filering_crc32(0, "", 0), 0);
+	CHECK_EQ(filering_crc32(0, "The quick brown fox jumps over the lazy dog", 43), 0x414FA339u);
+	/* The hardware paths, where there is one, agree with the tables at every length and
+	 * alignment. */
+	{
+		unsigned char b[1100];
+		size_t len, off, i;
+		uint32_t hw, sw;
+		int had = crc_hw;
+		for (i = 0; i < sizeof b; i++)
+			b[i] = (unsigned char)(i * 131 + (i >> 3));
+		for (off = 0; off < 9; off++)
+			for (len = 0; len + off <= sizeof b; len += len < 200 ? 1 : 37) {
+				crc_hw = had;
+				hw = filering_crc32(0x12345678u, b + off, len);
+				crc_hw = 0;
+				sw = filering_crc32(0x12345678u, b + off, len);
+				if (hw != sw) {
+					fprintf(stderr, "%s: crc of %lu bytes at %lu: %08x, tables say %08x\n", cur_test,
+					        (unsigned long)len, (unsigned long)off, hw, sw);
+					test_failures++;
+					off = 9;
+					break;
+				}
+			}
+		crc_hw = had;
+		printf("     crc: %s\n", had ? "hardware (and tables)" : "tables");
+	}
+}
+
+static void test_time(void)
+{
+	char b[31];
+
+	filering_format_time(0, b);
+	CHECK_STR(b, "1970-01-01T00:00:00.000000000Z");
+	filering_format_time(-1, b);
+	CHECK_STR(b, "1969-12-31T23:59:59.999999999Z");
+	filering_format_time(INT64_MIN, b);
+	CHECK_STR(b, "1677-09-21T00:12:43.145224192Z");
+	filering_format_time(INT64_MAX, b);
+	CHECK_STR(b, "2262-04-11T23:47:16.854775807Z");
+	filering_format_time(951782400000000000ll, b); /* a leap day */
+	CHECK_STR(b, "2000-02-29T00:00:00.000000000Z");
+	filering_format_time(1796314477012345678ll, b);
+	CHECK_STR(b, "2026-12-03T16:14:37.012345678Z");
+}
+
+static void test_format(void)
+{
+	char out[256];
+	filering_record r;
+	size_t n;
+
+	memset(&r, 0, sizeof r);
+	r.seq = 7;
+	r.time_ns = 0;
+	r.data = (const unsigned char *)"a\"b\\c\n\x01/\x7f";
+	r.len = 9;
+	n = filering_format(&r, FILERING_FORMAT_JSON, out);
+	out[n] = 0;
+	CHECK_STR(out, "{\"seq\":7,\"time\":\"1970-01-01T00:00:00.000000000Z\",\"data\":\"a\\\"b\\\\c\\n\\u0001/\x7f\"}\n");
+	r.data = (const unsigned char *)"\xff\x00\x01";
+	r.len = 3;
+	n = filering_format(&r, FILERING_FORMAT_JSON, out);
+	out[n] = 0;
+	CHECK_STR(out, "{\"seq\":7,\"time\":\"1970-01-01T00:00:00.000000000Z\",\"data_b64\":\"/wAB\"}\n");
+	r.len = 1;
+	n = filering_format(&r, FILERING_FORMAT_JSON, out);
+	out[n] = 0;
+	CHECK(strstr(out, "\"data_b64\":\"/w==\"") != NULL);
+	r.len = 0;
+	n = filering_format(&r, FILERING_FORMAT_JSON, out);
+	out[n] = 0;
+	CHECK(strstr(out, "\"data\":\"\"}") != NULL);
+	r.data = (const unsigned char *)"hi";
+	r.len = 2;
+	CHECK_EQ(filering_format(&r, FILERING_FORMAT_RAW, out), 6);
+	CHECK(memcmp(out, "\x02\x00\x00\x00hi", 6) == 0);
+	CHECK_EQ(filering_format(&r, FILERING_FORMAT_LINES, out), 3);
+	CHECK(memcmp(out, "hi\n", 3) == 0);
+	CHECK(filering_format_bound(10, FILERING_FORMAT_JSON) >= 60 + 128);
+	CHECK_EQ(filering_format_bound(SIZE_MAX, FILERING_FORMAT_JSON), 0);
+}
+
+static void test_utf8(void)
+{
+	CHECK(filering_utf8_valid("", 0));
+	CHECK(filering_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+	CHECK(filering_utf8_valid("\xf4\x8f\xbf\xbf", 4));   /* U+10FFFF */
+	CHECK(!filering_utf8_valid("\xf4\x90\x80\x80", 4));  /* above U+10FFFF */
+	CHECK(!filering_utf8_valid("\xed\xa0\x80", 3));      /* a surrogate */
+	CHECK(!filering_utf8_valid("\xc0\x80", 2));          /* overlong */
+	CHECK(!filering_utf8_valid("\xe0\x80\x80", 3));      /* overlong */
+	CHECK(!filering_utf8_valid("\xf0\x80\x80\x80", 4));  /* overlong */
+	CHECK(!filering_utf8_valid("\xe2\x82", 2));          /* truncated */
+	CHECK(!filering_utf8_valid("\x80", 1));
+	CHECK(!filering_utf8_valid("\xff", 1));
+}
+
+static int parse(const char *text, struct manifest *m)
+{
+	char why[256];
+
+	return manifest_parse((const unsigned char *)text, strlen(text), m, why, sizeof why);
+}
+
+static void test_manifest(void)
+{
+	static const char *const bad[] = {
+		"",
+		"   ",
+		"[]",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[],\"x\":1}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"generation\":1,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":-0,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1.0,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096e0,\"segments_max\":2,\"generation\":1,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":9223372036854775808,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":18446744073709551619,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":07,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":null,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":\"7\",\"segments\":[]}",
+		"{\"version\":true,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[]}",
+		"{\"version\":2,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4097,\"segments_max\":2,\"generation\":1,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":1,\"generation\":1,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":null}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[]}{}",
+		"\xef\xbb\xbf{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000001.seg\",\"first_seq\":1,\"last_seq\":0,\"sealed\":1}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000001.seg\",\"first_seq\":1,\"last_seq\":0}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000000.seg\",\"first_seq\":1,\"last_seq\":0,\"sealed\":false}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000001.seg\",\"first_seq\":1,\"last_seq\":5,\"sealed\":false}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000002.seg\",\"first_seq\":1,\"last_seq\":3,\"sealed\":true},{\"name\":\"0000000000000001.seg\",\"first_seq\":4,\"last_seq\":0,\"sealed\":false}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000001.seg\",\"first_seq\":1,\"last_seq\":3,\"sealed\":true},{\"name\":\"0000000000000002.seg\",\"first_seq\":3,\"last_seq\":0,\"sealed\":false}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000001.seg\",\"first_seq\":1,\"last_seq\":0,\"sealed\":false},{\"name\":\"0000000000000002.seg\",\"first_seq\":3,\"last_seq\":0,\"sealed\":false}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000001.seg\",\"first_seq\":1,\"last_seq\":1,\"sealed\":true},{\"name\":\"0000000000000002.seg\",\"first_seq\":2,\"last_seq\":2,\"sealed\":true},{\"name\":\"0000000000000003.seg\",\"first_seq\":3,\"last_seq\":3,\"sealed\":true}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"../ring/0000000000000001.seg\",\"first_seq\":1,\"last_seq\":0,\"sealed\":false}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[{\"name\":\"0000000000000001.seg\",\"first_seq\":1,\"last_seq\":0,\"sealed\":truex}]}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[],}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[] ",
+		"{\"vers\\ion\":1}",
+		"{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[]}\n\x80",
+	};
+	struct manifest m;
+	char *big, *enc;
+	size_t i, n;
+
+	memset(&m, 0, sizeof m);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (parse(bad[i], &m) == 0) {
+			fprintf(stderr, "%s: accepted bad manifest %lu: %s\n", cur_test, (unsigned long)i, bad[i]);
+			test_failures++;
+		}
+	}
+	CHECK(parse("{\"version\":1,\"segment_size\":1048576,\"segments_max\":16,\"generation\":42,\"segments\":["
+	            "{\"name\":\"0000000000000007.seg\",\"first_seq\":6001,\"last_seq\":7000,\"sealed\":true},"
+	            "{\"name\":\"0000000000000008.seg\",\"first_seq\":7001,\"last_seq\":0,\"sealed\":false}]}",
+	            &m) == 0);
+	CHECK_EQ(m.n, 2);
+	CHECK_EQ(m.e[1].num, 8);
+	CHECK_EQ(m.generation, 42);
+	/* Other order, white space, escapes in keys and names, no final newline. */
+	CHECK(parse(" {\r\n\t\"segments\" : [ { \"sealed\":false, \"last_seq\":0, \"first_seq\":1, \"name\":\"\\u0030000000000000001.seg\" } ],"
+	            "\"gener\\u0061tion\":9223372036854775807, \"segments_max\":65536, \"segment_size\":4096, \"version\":1 }",
+	            &m) == 0);
+	CHECK_EQ(m.e[0].num, 1);
+	CHECK_EQ(m.generation, 9223372036854775807ll);
+	/* Encoding round trip. */
+	enc = (char *)malloc(manifest_bound(m.n));
+	n = manifest_encode(&m, enc);
+	CHECK(parse(enc, &m) == 0);
+	CHECK(n > 0 && enc[n - 1] == '\n');
+	free(enc);
+	/* Another version is refused as such, whatever else the manifest holds. */
+	{
+		char why[256];
+		const char *v2 = "{\"future\":{\"a\":[1,2.5,\"x\\\"y\",null]},\"version\":2,\"segments\":[]}";
+		CHECK(manifest_parse((const unsigned char *)v2, strlen(v2), &m, why, sizeof why) != 0);
+		CHECK_STR(why, "manifest version 2, this reader knows 1");
+	}
+	/* The size limit: exactly 1 MiB is fine, one byte more is not. */
+	big = (char *)malloc(FILERING_MAX_MANIFEST_SIZE + 2);
+	n = (size_t)sprintf(big, "{\"version\":1,\"segment_size\":4096,\"segments_max\":2,\"generation\":1,\"segments\":[]");
+	memset(big + n, ' ', FILERING_MAX_MANIFEST_SIZE - n - 1);
+	big[FILERING_MAX_MANIFEST_SIZE - 1] = '}';
+	{
+		char why[256];
+		CHECK(manifest_parse((unsigned char *)big, FILERING_MAX_MANIFEST_SIZE, &m, why, sizeof why) == 0);
+		memmove(big + 1, big, FILERING_MAX_MANIFEST_SIZE);
+		big[0] = ' ';
+		CHECK(manifest_parse((unsigned char *)big, FILERING_MAX_MANIFEST_SIZE + 1, &m, why, sizeof why) != 0);
+	}
+	free(big);
+	manifest_free(&m);
+}
+
+/* ---- segments and the scanner --------------------------------------------------------------- */
+
+static void test_scanner(void)
+{
+	const uint64_t size = 4096;
+	unsigned char *b = (unsigned char *)aligned_alloc(4096, size);
+	struct scanner sc;
+	struct seghdr h;
+	struct mentry e;
+	char why[160];
+	int64_t off;
+	uint64_t o = HDR, end;
+	int i;
+
+	memset(b, 0, size);
+	put_header(b, size, 3, 100, 12345);
+	memset(&e, 0, sizeof e);
+	e.num = 3;
+	e.first = 100;
+	CHECK_EQ(check_header(b, size, 3, &e, &h, &off, why, sizeof why), 0);
+	CHECK_EQ(h.first, 100);
+	CHECK_EQ(check_header(b, size, 4, &e, &h, &off, why, sizeof why), FILERING_EHEADER);
+	CHECK_EQ(off, 24);
+	CHECK_EQ(check_header(b, 8192, 3, &e, &h, &off, why, sizeof why), FILERING_EHEADER);
+	CHECK_EQ(off, 16);
+	e.sealed = 1;
+	CHECK_EQ(check_header(b, size, 3, &e, &h, &off, why, sizeof why), FILERING_ESEALED);
+	CHECK_EQ(off, 48);
+	e.sealed = 0;
+	for (i = 0; i < 5; i++)
+		o = put_record(b, o, 100 + (uint64_t)i, 7, "hello", (size_t)i);
+	end = o;
+	/* Hot, committed word lagging at 64: every record, then the end (not an error). */
+	memset(&sc, 0, sizeof sc);
+	scan_init(&sc, b, size, 100);
+	for (i = 0; i < 5; i++) {
+		CHECK_EQ(scan_next(&sc, SCAN_DELIVER), 1);
+		CHECK_EQ(sc.seq, 100 + (uint64_t)i);
+		CHECK_EQ(sc.len, (size_t)i);
+		CHECK(memcmp(sc.data, "hello", (size_t)i) == 0);
+	}
+	CHECK_EQ(scan_next(&sc, SCAN_DELIVER), 0);
+	CHECK(!sc.done);
+	/* A torn record at the end of a hot segment is the end, not damage... */
+	st64(b + end, (uint64_t)(RECHDR + 3) | (uint64_t)0xdeadbeef << 32);
+	CHECK_EQ(scan_next(&sc, SCAN_DELIVER), 0);
+	/* ...but below the committed word it is. */
+	st64(b + OFF_COMMITTED, end + 32);
+	CHECK_EQ(scan_next(&sc, SCAN_DELIVER), FILERING_ECHECKSUM);
+	CHECK_EQ(sc.err_off, (int64_t)end);
+	CHECK_EQ(scan_next(&sc, SCAN_DELIVER), FILERING_ECHECKSUM); /* sticky */
+	/* Sealed at the end of the good records: done. */
+	memset(b + end, 0, 8);
+	seal(b, end);
+	scan_init(&sc, b, size, 100);
+	for (i = 0; i < 5; i++)
+		CHECK_EQ(scan_next(&sc, SCAN_SKIP), 1);
+	CHECK_EQ(scan_next(&sc, SCAN_SKIP), 0);
+	CHECK(sc.done);
+	/* A wrong sequence number. */
+	scan_init(&sc, b, size, 101);
+	CHECK_EQ(scan_next(&sc, SCAN_CHECK), FILERING_ESEQUENCE);
+	CHECK_EQ(sc.err_off, 64);
+	/* A size word that runs past the end, below the committed word. */
+	st64(b + OFF_COMMITTED, size);
+	st64(b + end, 0xffffffffu);
+	scan_init(&sc, b, size, 100);
+	for (i = 0; i < 5; i++)
+		CHECK_EQ(scan_next(&sc, SCAN_CHECK), 1);
+	CHECK_EQ(scan_next(&sc, SCAN_CHECK), FILERING_ERECSIZE);
+	/* The recovery scan stops there without judging. */
+	scan_init(&sc, b, size, 100);
+	CHECK_EQ(scan_valid(&sc), 5);
+	CHECK_EQ(sc.off, end);
+	/* A committed word out of range. */
+	st64(b + OFF_COMMITTED, 100);
+	scan_init(&sc, b, size, 100);
+	CHECK_EQ(scan_next(&sc, SCAN_CHECK), FILERING_ECOMMITTED);
+	free(sc.buf);
+	free(b);
+}
+
+/* ---- the writer ------------------------------------------------------------------------------ */
+
+static void test_writer_basic(void)
+{
+	char *dir = ring_in(), path[400], id[40];
+	filering_options o = small_opts(16384, 4);
+	filering_writer *w;
+	struct snapres s;
+	struct stat st;
+	unsigned char *m;
+	size_t n;
+	uint64_t seq;
+
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(filering_writer_next_seq(w), 1);
+	CHECK_EQ(filering_writer_max_payload(w), 16384 - 88);
+	CHECK_EQ(strlen(filering_writer_id(w)), 32);
+	snprintf(id, sizeof id, "%s", filering_writer_id(w));
+	CHECK_EQ(filering_append(w, "1", 1, &seq), 0);
+	CHECK_EQ(seq, 1);
+	CHECK_EQ(append_n(w, 999), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors, 0);
+	CHECK_EQ(s.bad, 0);
+	CHECK_EQ(s.last, 1000);
+	CHECK_EQ(s.n, 1000);
+	CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0750);
+	snprintf(path, sizeof path, "%s/manifest", dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0640);
+	m = read_whole(path, &n);
+	{
+		const char *prefix = "{\"version\":1,\"segment_size\":16384,\"segments_max\":4,\"generation\":";
+		CHECK(m && strncmp((char *)m, prefix, strlen(prefix)) == 0);
+	}
+	CHECK(m && strstr((char *)m, "\"last_seq\":1000,\"sealed\":true}]}\n") != NULL);
+	free(m);
+	/* Reopened: the sequence goes on, the identity stays, the retention is kept. */
+	o.segments = 0;
+	o.segment_size = 0;
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(filering_writer_next_seq(w), 1001);
+	CHECK_STR(filering_writer_id(w), id);
+	CHECK_EQ(append_n(w, 10), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.last, 1010);
+	CHECK_EQ(s.errors, 0);
+	/* An empty hot segment stays listed at a clean stop, and its number is not reused. */
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	m = read_whole(path, &n);
+	CHECK(m && strstr((char *)m, "\"last_seq\":0,\"sealed\":false}]}") != NULL);
+	free(m);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK_EQ(append_n(w, 1), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.last, 1011);
+	CHECK_EQ(s.errors, 0);
+}
+
+static void test_writer_errors(void)
+{
+	char *dir = ring_in(), path[400];
+	filering_options o = small_opts(8192, 2);
+	filering_writer *w, *w2;
+	unsigned char big[8192];
+	long pid = 0;
+	int fd;
+
+	/* Options out of range. */
+	o.segment_size = 5000;
+	CHECK_EQ(filering_writer_open(dir, &o, &w), -EINVAL);
+	o = small_opts(8192, 1);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), -EINVAL);
+	o = small_opts(8192, 2);
+	o.file_mode = 0666;
+	CHECK_EQ(filering_writer_open(dir, &o, &w), -EINVAL);
+	o = small_opts(8192, 2);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	/* One producer at a time: the second learns the first's pid. */
+	CHECK_EQ(filering_writer_open_ex(dir, NULL, NULL, NULL, &pid, &w2), FILERING_ELOCKED);
+	CHECK_EQ(pid, getpid());
+	CHECK_EQ(filering_producer_pid(dir, &pid), 1);
+	CHECK_EQ(pid, getpid());
+	/* Too large: nothing changes. */
+	memset(big, 'x', sizeof big);
+	CHECK_EQ(filering_append(w, big, 8192 - 87, NULL), FILERING_ETOOLARGE);
+	CHECK_EQ(filering_append(w, big, 8192 - 88, NULL), 0);
+	CHECK_EQ(filering_append(w, big, 8192 - 88, NULL), 0);
+	CHECK_EQ(filering_writer_next_seq(w), 3);
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(filering_producer_pid(dir, &pid), 0);
+	/* Another segment size. */
+	o.segment_size = 16384;
+	CHECK_EQ(filering_writer_open(dir, &o, &w), FILERING_EMISMATCH);
+	/* A file others may write. */
+	snprintf(path, sizeof path, "%s/stray", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	chmod(path, 0666);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), FILERING_EUNSAFE);
+	chmod(path, 0600);
+	if (geteuid() == 0) {
+		CHECK(chown(path, 1, 1) == 0);
+		CHECK_EQ(filering_writer_open(dir, NULL, &w), FILERING_EUNSAFE);
+	}
+	unlink(path);
+	chmod(dir, 0777);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), FILERING_EUNSAFE);
+	chmod(dir, 0750);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	filering_writer_close(w);
+	/* A symbolic link as the ring directory. */
+	snprintf(path, sizeof path, "%s-link", dir);
+	CHECK(symlink(dir, path) == 0);
+	CHECK_EQ(filering_writer_open(path, NULL, &w), -ELOOP);
+	/* Segments without a manifest. */
+	snprintf(path, sizeof path, "%s/manifest", dir);
+	unlink(path);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), FILERING_EORPHANED);
+	/* A manifest a producer cannot read. */
+	write_whole(path, "{}", 2);
+	chmod(path, 0640);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), FILERING_EMANIFEST);
+	/* A malformed identity. */
+	dir = ring_in();
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	filering_writer_close(w);
+	snprintf(path, sizeof path, "%s/id", dir);
+	write_whole(path, "nothex\n", 7);
+	chmod(path, 0640);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), FILERING_EID);
+	unlink(path);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0); /* an older ring gets one */
+	filering_writer_close(w);
+	{
+		size_t n;
+		unsigned char *b = read_whole(path, &n);
+		CHECK(b && n == 33 && b[32] == '\n');
+		free(b);
+	}
+}
+
+/* crash_child appends n records to the ring in dir from a child process, then kills
+ * itself with SIGKILL (n < 0: appends until the parent kills it). */
+static pid_t crash_child(const char *dir, const filering_options *o, int n)
+{
+	pid_t pid = fork();
+	filering_writer *w;
+
+	if (pid != 0)
+		return pid;
+	if (filering_writer_open(dir, o, &w) != 0)
+		_exit(3);
+	if (n >= 0) {
+		append_n(w, n);
+		kill(getpid(), SIGKILL);
+	}
+	for (;;)
+		if (append_n(w, 1) != 0)
+			_exit(4);
+}
+
+static int waitkilled(pid_t pid)
+{
+	int st = 0;
+
+	waitpid(pid, &st, 0);
+	return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+}
+
+static void test_writer_recovery(void)
+{
+	char *dir = ring_in(), path[400];
+	filering_options o = small_opts(16384, 64);
+	filering_writer *w;
+	struct snapres s;
+	unsigned char *b;
+	uint64_t next = 1;
+	int round, fd;
+	size_t n;
+
+	/* Killed at once after appending: the next producer seals and goes on. */
+	CHECK(waitkilled(crash_child(dir, &o, 700)));
+	logbuf[0] = 0;
+	CHECK_EQ(filering_writer_open_ex(dir, NULL, tlog, NULL, NULL, &w), 0);
+	CHECK_EQ(filering_writer_next_seq(w), 701);
+	CHECK(strstr(logbuf, "after an unclean stop; next sequence 701") != NULL);
+	CHECK_EQ(filering_writer_close(w), 0);
+	/* Killed at random instants while appending: no number reused, nothing corrupt. */
+	srand((unsigned)getpid());
+	for (round = 0; round < 12; round++) {
+		pid_t pid = crash_child(dir, &o, -1);
+		struct timespec ts = {0, (long)(rand() % 20000) * 1000};
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		CHECK(waitkilled(pid));
+	}
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	next = filering_writer_next_seq(w);
+	CHECK_EQ(append_n(w, 1), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors, 0);
+	CHECK_EQ(s.bad, 0);
+	CHECK_EQ(s.last, next);
+	CHECK(s.n <= s.last);
+	/* A torn last record (its CRC broken) is not part of the ring: the sequence goes on
+	 * at its number. */
+	dir = ring_in();
+	o = small_opts(16384, 4);
+	CHECK(waitkilled(crash_child(dir, &o, 10)));
+	snprintf(path, sizeof path, "%s/0000000000000001.seg", dir);
+	b = read_whole(path, &n);
+	CHECK(b && n == 16384);
+	if (b) {
+		uint64_t off = HDR;
+		int i;
+		for (i = 0; i < 9; i++)
+			off += align8(ld32(b + off));
+		b[off + 24] ^= 1; /* the payload of record 10 */
+		fd = open(path, O_WRONLY);
+		CHECK(pwrite(fd, b + off + 24, 1, (off_t)off + 24) == 1);
+		close(fd);
+		free(b);
+	}
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK_EQ(filering_writer_next_seq(w), 10);
+	filering_writer_close(w);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors, 0);
+	CHECK_EQ(s.last, 9);
+	/* The hot segment's file gone: a taker claimed it (N.taken tells where it ended)... */
+	dir = ring_in();
+	CHECK(waitkilled(crash_child(dir, &o, 10)));
+	{
+		char to[400];
+		snprintf(path, sizeof path, "%s/0000000000000001.seg", dir);
+		snprintf(to, sizeof to, "%s/0000000000000001.taken", dir);
+		CHECK(rename(path, to) == 0);
+	}
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK_EQ(filering_writer_next_seq(w), 11);
+	filering_writer_close(w);
+	/* ...or nobody knows: every number it could have used is skipped. */
+	dir = ring_in();
+	CHECK(waitkilled(crash_child(dir, &o, 10)));
+	snprintf(path, sizeof path, "%s/0000000000000001.seg", dir);
+	unlink(path);
+	logbuf[0] = 0;
+	CHECK_EQ(filering_writer_open_ex(dir, NULL, tlog, NULL, NULL, &w), 0);
+	CHECK_EQ(filering_writer_next_seq(w), 1 + (16384 - 64) / 24);
+	CHECK(strstr(logbuf, "hot segment missing") != NULL);
+	CHECK_EQ(append_n(w, 1), 0);
+	filering_writer_close(w);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors, 0);
+	CHECK_EQ(s.n, 1);
+	CHECK_EQ(s.first, 1 + (16384 - 64) / 24);
+	/* Temporary files and unlisted segments a crash left are removed; numbers are not
+	 * reused. */
+	snprintf(path, sizeof path, "%s/.0000000000000009.seg.new-abc", dir);
+	write_whole(path, "x", 1);
+	chmod(path, 0600);
+	snprintf(path, sizeof path, "%s/0000000000000007.seg", dir);
+	write_whole(path, "x", 1);
+	chmod(path, 0600);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK(access(path, F_OK) != 0);
+	snprintf(path, sizeof path, "%s/.0000000000000009.seg.new-abc", dir);
+	CHECK(access(path, F_OK) != 0);
+	snprintf(path, sizeof path, "%s/0000000000000008.seg", dir);
+	CHECK(access(path, F_OK) == 0);
+	filering_writer_close(w);
+}
+
+static void test_writer_retention(void)
+{
+	char *dir = ring_in(), path[400];
+	filering_options o = small_opts(8192, 8);
+	filering_writer *w;
+	struct manifest m;
+	unsigned char *b;
+	size_t n;
+	char why[256];
+
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(append_n(w, 3000), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	o.segments = 3;
+	o.segment_size = 0;
+	logbuf[0] = 0;
+	CHECK_EQ(filering_writer_open_ex(dir, &o, tlog, NULL, NULL, &w), 0);
+	CHECK(strstr(logbuf, "retention lowered from 8 to 3 segments") != NULL);
+	CHECK(strstr(logbuf, "dropping the 6 oldest segments") != NULL);
+	CHECK_EQ(filering_writer_close(w), 0);
+	snprintf(path, sizeof path, "%s/manifest", dir);
+	b = read_whole(path, &n);
+	memset(&m, 0, sizeof m);
+	CHECK(b && manifest_parse(b, n, &m, why, sizeof why) == 0);
+	CHECK_EQ(m.segments_max, 3);
+	CHECK_EQ(m.n, 3);
+	free(b);
+	manifest_free(&m);
+}
+
+static void test_writer_seal_after_and_wake(void)
+{
+	char *dir = ring_in(), path[400];
+	filering_options o = small_opts(65536, 4);
+	filering_writer *w;
+	unsigned char word[8];
+	struct timespec ts = {0, 60000000};
+	int timeout = 0, fd;
+	uint64_t i;
+
+	o.seal_after_ns = 50000000;
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(filering_writer_poll(w, &timeout), 0);
+	CHECK_EQ(timeout, -1); /* nothing to seal yet */
+	CHECK_EQ(filering_append(w, "a", 1, NULL), 0);
+	/* The first record after a pause is announced at once. */
+	snprintf(path, sizeof path, "%s/0000000000000001.seg", dir);
+	fd = open(path, O_RDONLY);
+	CHECK(pread(fd, word, 8, 56) == 8 && ld64(word) == 64 + 32);
+	/* A burst: announced by the flush at the latest. */
+	for (i = 0; i < 100; i++)
+		CHECK_EQ(filering_append(w, "b", 1, NULL), 0);
+	CHECK_EQ(filering_writer_flush(w), 0);
+	CHECK(pread(fd, word, 8, 56) == 8 && ld64(word) == 64 + 101 * 32);
+	close(fd);
+	CHECK_EQ(filering_writer_poll(w, &timeout), 0);
+	CHECK(timeout > 0 && timeout <= 50);
+	nanosleep(&ts, NULL);
+	CHECK_EQ(filering_writer_poll(w, &timeout), 0);
+	CHECK_EQ(timeout, -1);
+	{
+		size_t n;
+		unsigned char *b;
+		snprintf(path, sizeof path, "%s/manifest", dir);
+		b = read_whole(path, &n);
+		CHECK(b && strstr((char *)b, "\"first_seq\":1,\"last_seq\":101,\"sealed\":true") != NULL);
+		CHECK(b && strstr((char *)b, "\"first_seq\":102,\"last_seq\":0,\"sealed\":false") != NULL);
+		free(b);
+	}
+	/* poll prepared the next segment ahead of need. */
+	CHECK_EQ(filering_writer_close(w), 0);
+}
+
+/* test_writer_full_fs runs a ring on a tmpfs too small for it (it mounts one; skipped
+ * where mounting is not allowed): the producer drops its oldest sealed segments to make
+ * room, says which, never faults, fails an append with -ENOSPC only when nothing is left
+ * to drop, and goes on once room frees. */
+static void test_writer_full_fs(void)
+{
+	char *mnt = new_dir(), dir[400], filler[400];
+	filering_options o = small_opts(16384, 8);
+	filering_writer *w;
+	struct snapres s;
+	char chunk[4096];
+	int i, r = 0, fd, timeout;
+
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=96k") != 0) {
+		printf("skip %s: cannot mount a tmpfs here (%s)\n", cur_test, strerror(errno));
+		return;
+	}
+	snprintf(dir, sizeof dir, "%s/ring", mnt);
+	logbuf[0] = 0;
+	CHECK_EQ(filering_writer_open_ex(dir, &o, tlog, NULL, NULL, &w), 0);
+	for (i = 0; i < 20000 && r == 0; i++) {
+		r = append_n(w, 1);
+		if (i % 1000 == 0)
+			filering_writer_poll(w, &timeout); /* spare segments too */
+	}
+	CHECK_EQ(r, 0);
+	CHECK(filering_writer_lost(w) > 0);
+	CHECK(strstr(logbuf, "file system full: dropped segment") != NULL);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors, 0);
+	CHECK_EQ(s.bad, 0);
+	CHECK_EQ(s.last, filering_writer_next_seq(w) - 1);
+	CHECK_EQ(filering_writer_close(w), 0);
+	rm_rf(dir);
+	/* A segment larger than the room left: once the hot segment is full, appends fail
+	 * and change nothing; the writer stays usable and goes on once room frees. */
+	o = small_opts(32768, 8);
+	CHECK_EQ(filering_writer_open_ex(dir, &o, tlog, NULL, NULL, &w), 0);
+	snprintf(filler, sizeof filler, "%s/filler", mnt);
+	fd = open(filler, O_CREAT | O_WRONLY, 0600);
+	memset(chunk, 'f', sizeof chunk);
+	while (write(fd, chunk, sizeof chunk) == (ssize_t)sizeof chunk)
+		;
+	for (i = 0, r = 0; i < 20000 && r == 0; i++)
+		r = append_n(w, 1);
+	CHECK_EQ(r, -ENOSPC);
+	{
+		uint64_t next = filering_writer_next_seq(w);
+		CHECK_EQ(append_n(w, 1), -ENOSPC);
+		CHECK_EQ(filering_writer_next_seq(w), next);
+	}
+	close(fd);
+	unlink(filler);
+	CHECK_EQ(append_n(w, 2000), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors, 0);
+	CHECK_EQ(s.bad, 0);
+	CHECK(s.n > 0);
+	umount2(mnt, MNT_DETACH);
+}
+
+/* ---- the reader -------------------------------------------------------------------------------- */
+
+static void test_reader_selection(void)
+{
+	char *dir = ring_in();
+	filering_options o = small_opts(8192, 64);
+	filering_selection sel;
+	filering_writer *w;
+	struct snapres s;
+	filering_reader *r;
+
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(append_n(w, 1000), 0);
+	memset(&sel, 0, sizeof sel);
+	s = snapshot(dir, &sel); /* the hot segment too, while the producer runs */
+	CHECK_EQ(s.n, 1000);
+	CHECK_EQ(s.first, 1);
+	CHECK_EQ(s.last, 1000);
+	sel.last = 5;
+	s = snapshot(dir, &sel);
+	CHECK_EQ(s.n, 5);
+	CHECK_EQ(s.first, 996);
+	sel.last = 300; /* across segments */
+	s = snapshot(dir, &sel);
+	CHECK_EQ(s.n, 300);
+	CHECK_EQ(s.first, 701);
+	sel.last = 0;
+	sel.from = 990;
+	s = snapshot(dir, &sel);
+	CHECK_EQ(s.n, 11);
+	sel.last = 3;
+	sel.from = 50;
+	s = snapshot(dir, &sel);
+	CHECK_EQ(s.first, 998);
+	sel.from = 0;
+	sel.last = 0;
+	sel.has_since = 1;
+	sel.since_ns = wall_ns() + 3600000000000ll;
+	s = snapshot(dir, &sel);
+	CHECK_EQ(s.n, 0);
+	CHECK_EQ(s.errors, 0);
+	sel.since_ns = wall_ns() - 3600000000000ll;
+	sel.last = 7;
+	s = snapshot(dir, &sel);
+	CHECK_EQ(s.n, 7);
+	CHECK_EQ(s.first, 994);
+	CHECK_EQ(filering_writer_close(w), 0);
+	/* No ring; no directory. */
+	dir = new_dir();
+	CHECK_EQ(filering_reader_open(dir, 0, NULL, &r), 0);
+	{
+		filering_record rec;
+		CHECK_EQ(filering_reader_next(r, &rec, 0), FILERING_ENORING);
+		CHECK_STR(filering_reader_error_kind(r), "no-ring");
+		CHECK(filering_reader_error_file(r) == NULL);
+		CHECK_EQ(filering_reader_next(r, &rec, 0), 0);
+	}
+	filering_reader_close(r);
+	CHECK_EQ(filering_reader_open("/nonexistent/filering", 0, NULL, &r), -ENOENT);
+}
+
+/* follow_until reads events from a follower until it has n records or times out; it
+ * checks that records are in order and hold their numbers, and counts losses. */
+struct follow_res {
+	uint64_t until; /* stop once this sequence number is delivered (0: after n records) */
+	uint64_t records, first, last, lost_from, lost_to;
+	int losses, restarts, errors, bad;
+};
+
+static void follow_until(filering_reader *r, uint64_t n, struct follow_res *f)
+{
+	filering_record rec;
+	char b[32];
+	int rc, idle = 0;
+
+	while (f->records < n && (!f->until || f->last < f->until) && idle < 40) {
+		rc = filering_reader_next(r, &rec, 50);
+		if (rc == 0) {
+			idle++;
+			continue;
+		}
+		idle = 0;
+		if (rc == FILERING_RECORD) {
+			snprintf(b, sizeof b, "%llu", (unsigned long long)rec.seq);
+			if (rec.len != strlen(b) || memcmp(rec.data, b, rec.len) != 0 || (f->last && rec.seq <= f->last))
+				f->bad++;
+			if (!f->records)
+				f->first = rec.seq;
+			f->last = rec.seq;
+			f->records++;
+		} else if (rc == FILERING_LOSS) {
+			filering_reader_loss(r, &f->lost_from, &f->lost_to);
+			f->losses++;
+		} else if (rc == FILERING_RESTART) {
+			f->restarts++;
+			f->last = 0;
+		} else {
+			f->errors++;
+		}
+	}
+}
+
+static void test_reader_follow(void)
+{
+	char *dir = ring_in();
+	filering_options o = small_opts(8192, 3);
+	filering_writer *w;
+	filering_reader *r;
+	struct follow_res f;
+	filering_record rec;
+
+	/* Started before the ring exists: every record from 1 on. */
+	CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, NULL, &r), 0);
+	CHECK_EQ(filering_reader_next(r, &rec, 0), 0);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(append_n(w, 100), 0);
+	filering_writer_flush(w);
+	memset(&f, 0, sizeof f);
+	follow_until(r, 100, &f);
+	CHECK_EQ(f.records, 100);
+	CHECK_EQ(f.first, 1);
+	CHECK_EQ(f.bad, 0);
+	CHECK_EQ(f.losses, 0);
+	/* The ring overwrites what the follower has not read: an exact loss. */
+	CHECK_EQ(append_n(w, 2000), 0); /* 3 segments of 8 KiB hold about 700 */
+	filering_writer_flush(w);
+	memset(&f, 0, sizeof f);
+	f.until = 2100;
+	follow_until(r, 100000, &f);
+	/* It reads to the end of the segment it holds open, then learns of the loss. */
+	CHECK_EQ(f.losses, 1);
+	CHECK_EQ(f.first, 101);
+	CHECK(f.lost_from > 101 && f.lost_to >= f.lost_from);
+	CHECK_EQ(f.records + (f.lost_to - f.lost_from + 1), 2000);
+	CHECK_EQ(f.last, 2100);
+	CHECK_EQ(f.bad, 0);
+	CHECK_EQ(f.errors, 0);
+	/* A producer restarted on the same ring: the follower goes on. */
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK_EQ(append_n(w, 10), 0);
+	filering_writer_flush(w);
+	memset(&f, 0, sizeof f);
+	follow_until(r, 10, &f);
+	CHECK_EQ(f.records, 10);
+	CHECK_EQ(f.first, 2101);
+	CHECK_EQ(f.losses + f.restarts + f.errors + f.bad, 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	/* The ring created anew: the follower says so and starts from its first record. */
+	rm_rf(dir);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(append_n(w, 5), 0);
+	filering_writer_flush(w);
+	memset(&f, 0, sizeof f);
+	follow_until(r, 5, &f);
+	CHECK_EQ(f.restarts, 1);
+	CHECK_EQ(f.records, 5);
+	CHECK_EQ(f.first, 1);
+	CHECK_EQ(f.bad + f.errors, 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	filering_reader_close(r);
+
+	/* Without inotify a follower polls every 100 ms, and misses nothing. */
+	no_inotify = 1;
+	dir = ring_in();
+	CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, NULL, &r), 0);
+	CHECK_EQ(filering_reader_fd(r), -1);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(append_n(w, 1000), 0);
+	memset(&f, 0, sizeof f);
+	f.until = 1000;
+	follow_until(r, 100000, &f);
+	CHECK_EQ(f.last, 1000);
+	CHECK_EQ(f.records + (f.losses ? f.lost_to - f.lost_from + 1 : 0), 1000);
+	CHECK_EQ(f.bad + f.errors, 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	filering_reader_close(r);
+	no_inotify = 0;
+}
+
+/* ---- the conformance corpus ---------------------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to)
+{
+	size_t n;
+	unsigned char *b = read_whole(from, &n);
+	int r;
+
+	if (!b)
+		return -1;
+	r = write_whole(to, b, n);
+	free(b);
+	return r;
+}
+
+/* materialize copies the case's ring/ to dst and applies its setup steps. */
+static int materialize(const char *casedir, const tj *spec, const char *dst)
+{
+	char src[700], a[1000], b[1000];
+	const tj *setup = tj_get(spec, "setup"), *st;
+	struct dirent *de;
+	DIR *d;
+	size_t i;
+
+	if (mkdir(dst, 0755) != 0)
+		return -1;
+	snprintf(src, sizeof src, "%s/ring", casedir);
+	if ((d = opendir(src)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+				continue;
+			snprintf(a, sizeof a, "%s/%s", src, de->d_name);
+			snprintf(b, sizeof b, "%s/%s", dst, de->d_name);
+			if (copy_file(a, b) != 0 || chmod(b, 0644) != 0) {
+				closedir(d);
+				return -1;
+			}
+		}
+		closedir(d);
+	}
+	for (i = 0; setup && i < setup->n; i++) {
+		const char *op, *path;
+		st = setup->items[i];
+		op = tj_get(st, "op")->str;
+		path = tj_get(st, "path")->str;
+		snprintf(b, sizeof b, "%s/%s", dst, path);
+		if (strcmp(op, "mkfifo") == 0 && mkfifo(b, 0644) != 0)
+			return -1;
+		if (strcmp(op, "mkdir") == 0 && mkdir(b, 0755) != 0)
+			return -1;
+		if (strcmp(op, "symlink") == 0 && symlink(tj_get(st, "target")->str, b) != 0)
+			return -1;
+		if (strcmp(op, "chmod") == 0 && chmod(strcmp(path, ".") ? b : dst,
+		                                      (mode_t)strtoul(tj_get(st, "mode")->str, NULL, 8)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void unmaterialize(const char *dst)
+{
+	chmod(dst, 0755);
+	rm_rf(dst);
+}
+
+/* A growable byte buffer. */
+struct buf {
+	unsigned char *p;
+	size_t n, cap;
+};
+
+static void buf_add(struct buf *b, const void *p, size_t n)
+{
+	if (b->n + n > b->cap) {
+		b->cap = (b->n + n) * 2 + 64;
+		b->p = (unsigned char *)realloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static void selection_of(const tj *args, filering_selection *sel, int *format)
+{
+	size_t i;
+
+	memset(sel, 0, sizeof *sel);
+	*format = FILERING_FORMAT_LINES;
+	for (i = 0; args && i + 1 < args->n; i += 2) {
+		const char *k = args->items[i]->str, *v = args->items[i + 1]->str;
+		if (strcmp(k, "--last") == 0)
+			sel->last = strtoull(v, NULL, 10);
+		else if (strcmp(k, "--from") == 0)
+			sel->from = strtoull(v, NULL, 10);
+		else if (strcmp(k, "--format") == 0)
+			*format = strcmp(v, "json") == 0 ? FILERING_FORMAT_JSON
+			          : strcmp(v, "raw") == 0 ? FILERING_FORMAT_RAW : FILERING_FORMAT_LINES;
+	}
+}
+
+/* same_errors compares the errors the library reported with the ones expected: in order,
+ * the file, the offset when one is expected, and the kind. */
+static int error_matches(const tj *want, const char *file, int64_t off, const char *kind)
+{
+	const tj *wf = tj_get(want, "file"), *wo = tj_get(want, "offset");
+
+	if (wf->type == TJ_NULL ? file != NULL : (!file || strcmp(file, wf->str) != 0))
+		return 0;
+	if (wo->type != TJ_NULL && off != (int64_t)wo->num)
+		return 0;
+	return kind && strcmp(kind, tj_get(want, "kind")->str) == 0;
+}
+
+static int conform_library(const char *dir, const tj *run, const unsigned char *want, size_t wantn, char *why,
+                           size_t whycap)
+{
+	const tj *errors = tj_get(run, "errors");
+	filering_selection sel;
+	filering_reader *r;
+	filering_record rec;
+	struct buf out = {NULL, 0, 0};
+	size_t nerr = 0, bound;
+	int format, rc, ok = 1;
+	unsigned char *tmp;
+
+	selection_of(tj_get(run, "args"), &sel, &format);
+	if ((rc = filering_reader_open(dir, 0, &sel, &r)) != 0) {
+		snprintf(why, whycap, "open: %s", filering_strerror(rc));
+		return 0;
+	}
+	while ((rc = filering_reader_next(r, &rec, 0)) != 0) {
+		if (rc == FILERING_RECORD) {
+			bound = filering_format_bound(rec.len, format);
+			tmp = (unsigned char *)malloc(bound);
+			buf_add(&out, tmp, filering_format(&rec, format, tmp));
+			free(tmp);
+			continue;
+		}
+		if (nerr >= errors->n || !error_matches(errors->items[nerr], filering_reader_error_file(r),
+		                                        filering_reader_error_offset(r), filering_reader_error_kind(r))) {
+			snprintf(why, whycap, "unexpected error %lu (kind %.20s): %.400s", (unsigned long)nerr,
+			         filering_reader_error_kind(r) ? filering_reader_error_kind(r) : "none", filering_reader_error(r));
+			ok = 0;
+		}
+		nerr++;
+	}
+	filering_reader_close(r);
+	if (ok && nerr != errors->n) {
+		snprintf(why, whycap, "%lu errors, want %lu", (unsigned long)nerr, (unsigned long)errors->n);
+		ok = 0;
+	}
+	if (ok && (out.n != wantn || (wantn && memcmp(out.p, want, wantn) != 0))) {
+		snprintf(why, whycap, "records differ: %lu bytes, want %lu", (unsigned long)out.n, (unsigned long)wantn);
+		ok = 0;
+	}
+	free(out.p);
+	return ok;
+}
+
+/* contains_name reports whether line names path: path followed by the end of the line
+ * or a character that cannot continue a path. */
+static int contains_name(const char *line, const char *path)
+{
+	const char *p = line;
+	size_t n = strlen(path);
+	char c;
+
+	while ((p = strstr(p, path)) != NULL) {
+		c = p[n];
+		if (!c || !(c == '/' || c == '.' || c == '-' || c == '_' || (c >= '0' && c <= '9') ||
+		            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+static int is_word(char c) { return c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+/* has_offset reports whether line holds "offset N" as whole words. */
+static int has_offset(const char *line, long long off)
+{
+	char want[40];
+	const char *p = line;
+	size_t n;
+
+	n = (size_t)snprintf(want, sizeof want, "offset %lld", off);
+	while ((p = strstr(p, want)) != NULL) {
+		if ((p == line || !is_word(p[-1])) && !is_word(p[n]))
+			return 1;
+		p++;
+	}
+	return 0;
+}
+
+static int check_stderr(char *text, const char *dir, const tj *errors, char *why, size_t whycap)
+{
+	char *lines[256], name[700], *s;
+	int used[256], nl = 0, i;
+	size_t k;
+
+	if (errors->n == 0) {
+		if (*text) {
+			snprintf(why, whycap, "no error expected, stderr is \"%.200s\"", text);
+			return 0;
+		}
+		return 1;
+	}
+	for (s = strtok(text, "\n"); s && nl < 256; s = strtok(NULL, "\n"))
+		lines[nl++] = s;
+	memset(used, 0, sizeof used);
+	for (k = 0; k < errors->n; k++) {
+		const tj *f = tj_get(errors->items[k], "file"), *o = tj_get(errors->items[k], "offset");
+		int found = 0;
+		if (f->type == TJ_NULL)
+			snprintf(name, sizeof name, "%s", dir);
+		else
+			snprintf(name, sizeof name, "%s/%s", dir, f->str);
+		for (i = 0; i < nl && !found; i++) {
+			if (used[i] || !contains_name(lines[i], name) ||
+			    (o->type != TJ_NULL && !has_offset(lines[i], (long long)o->num)))
+				continue;
+			used[i] = found = 1;
+		}
+		if (!found) {
+			snprintf(why, whycap, "no line of stderr names %.500s%s", name, o->type != TJ_NULL ? " with its offset" : "");
+			return 0;
+		}
+	}
+	snprintf(name, sizeof name, "%s/", dir);
+	for (i = 0; i < nl; i++)
+		if (!used[i] && strstr(lines[i], name)) {
+			snprintf(why, whycap, "unexpected error: \"%.300s\"", lines[i]);
+			return 0;
+		}
+	return 1;
+}
+
+static int conform_binary(const char *dir, const tj *run, const unsigned char *want, size_t wantn, char *why,
+                          size_t whycap)
+{
+	const tj *args = tj_get(run, "args");
+	char outp[400], errp[400], *argv[32];
+	unsigned char *out, *err;
+	size_t outn, errn, i;
+	int argc = 0, st = 0, waited, ok = 1, fd;
+	pid_t pid;
+
+	snprintf(outp, sizeof outp, "%s/stdout", tmp_root);
+	snprintf(errp, sizeof errp, "%s/stderr", tmp_root);
+	argv[argc++] = (char *)binary;
+	for (i = 0; i < args->n && argc < 30; i++)
+		argv[argc++] = args->items[i]->str;
+	argv[argc++] = (char *)dir;
+	argv[argc] = NULL;
+	pid = fork();
+	if (pid == 0) {
+		fd = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 1);
+		fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		execv(binary, argv);
+		_exit(127);
+	}
+	for (waited = 0; waited < 2000; waited++) { /* 20 s: a reader blocked on a FIFO fails */
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		usleep(10000);
+	}
+	if (waited == 2000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		snprintf(why, whycap, "did not finish within 20 s");
+		return 0;
+	}
+	out = read_whole(outp, &outn);
+	err = read_whole(errp, &errn);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != (int)tj_get(run, "exit")->num) {
+		snprintf(why, whycap, "exit status %d, want %d; stderr: %.300s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+		         (int)tj_get(run, "exit")->num, err ? (char *)err : "");
+		ok = 0;
+	} else if (!out || outn != wantn || (wantn && memcmp(out, want, wantn) != 0)) {
+		snprintf(why, whycap, "stdout differs: %lu bytes, want %lu", (unsigned long)outn, (unsigned long)wantn);
+		ok = 0;
+	} else if (!err || !check_stderr((char *)err, dir, tj_get(run, "errors"), why, whycap)) {
+		ok = 0;
+	}
+	free(out);
+	free(err);
+	return ok;
+}
+
+/* run_corpus runs every case of the corpus, each run through the library and, with
+ * --binary, through filering-read. Each run counts as a test. */
+static void run_corpus(void)
+{
+	struct dirent **names;
+	char casedir[600], path[700], dst[400], why[600], label[700];
+	int n, i;
+	size_t k, len, wantn;
+
+	n = scandir(corpus_dir, &names, NULL, alphasort);
+	if (n < 0) {
+		fprintf(stderr, "corpus %s: %s\n", corpus_dir, strerror(errno));
+		failed++;
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char *text;
+		tj *spec, *runs;
+		snprintf(casedir, sizeof casedir, "%s/%s", corpus_dir, names[i]->d_name);
+		snprintf(path, sizeof path, "%s/case.json", casedir);
+		if (names[i]->d_name[0] == '.' || !(text = read_whole(path, &len))) {
+			free(names[i]);
+			continue;
+		}
+		spec = tj_parse((char *)text);
+		runs = tj_get(spec, "runs");
+		for (k = 0; runs && k < runs->n; k++) {
+			const tj *run = runs->items[k], *args = tj_get(run, "args");
+			unsigned char *want;
+			size_t a;
+			int mode;
+			snprintf(label, sizeof label, "conformance/%s/", names[i]->d_name);
+			for (a = 0; args && a < args->n; a++)
+				snprintf(label + strlen(label), sizeof label - strlen(label), "%s%s", a ? " " : "",
+				         args->items[a]->str);
+			if (!args || !args->n)
+				strcat(label, "cat");
+			if (only && !strstr(label, only))
+				continue;
+			snprintf(path, sizeof path, "%s/%s", casedir, tj_get(run, "stdout")->str);
+			want = read_whole(path, &wantn);
+			for (mode = 0; mode < (binary ? 2 : 1); mode++) {
+				int ok;
+				snprintf(dst, sizeof dst, "%s/case", tmp_root);
+				unmaterialize(dst);
+				why[0] = 0;
+				if (materialize(casedir, spec, dst) != 0) {
+					snprintf(why, sizeof why, "setup failed: %s", strerror(errno));
+					ok = 0;
+				} else if (mode == 0) {
+					ok = conform_library(dst, run, want, wantn, why, sizeof why);
+				} else {
+					ok = conform_binary(dst, run, want, wantn, why, sizeof why);
+				}
+				unmaterialize(dst);
+				if (ok) {
+					passed++;
+				} else {
+					failed++;
+					printf("FAIL %s (%s): %s\n", label, mode ? "binary" : "library", why);
+				}
+			}
+			free(want);
+		}
+		tj_free(spec);
+		free(text);
+		free(names[i]);
+	}
+	free(names);
+	printf("ok   conformance corpus (%s)\n", binary ? "library and binary" : "library");
+}
+
+int main(int argc, char **argv)
+{
+	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--corpus") == 0 && i + 1 < argc)
+			corpus_dir = argv[++i];
+		else if (strcmp(argv[i], "--binary") == 0 && i + 1 < argc)
+			binary = argv[++i];
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			only = argv[++i];
+		else {
+			fprintf(stderr, "usage: run [--corpus DIR] [--binary filering-read] [--only SUBSTRING]\n");
+			return 2;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(tmp_root, sizeof tmp_root, "%s/filering-ctest-XXXXXX", base);
+	if (!mkdtemp(tmp_root)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	run_test("crc", test_crc);
+	run_test("time", test_time);
+	run_test("format", test_format);
+	run_test("utf8", test_utf8);
+	run_test("manifest", test_manifest);
+	run_test("scanner", test_scanner);
+	run_test("writer/basic", test_writer_basic);
+	run_test("writer/errors", test_writer_errors);
+	run_test("writer/recovery", test_writer_recovery);
+	run_test("writer/retention", test_writer_retention);
+	run_test("writer/seal-after-and-wake", test_writer_seal_after_and_wake);
+	run_test("writer/full-fs", test_writer_full_fs);
+	run_test("reader/selection", test_reader_selection);
+	run_test("reader/follow", test_reader_follow);
+	if (corpus_dir)
+		run_corpus();
+	rm_rf(tmp_root);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
