@@ -34,8 +34,11 @@ unit:
 race:
 	$(GO) test -count=1 -race ./segment/ ./publish/ ./watch/
 
+# python installs python/ into a fresh virtual environment (offline, with Debian's
+# setuptools and wheel) and runs its tests and examples/cgi's against the installed copy,
+# so that a file missing from the package fails.
 python:
-	python3 -m unittest discover -s examples/cgi -p 'test_*.py'
+	bash scripts/python-test.sh
 
 # fuzz runs every fuzz target briefly (FUZZTIME, default 5s each) from its seed corpus.
 fuzz:

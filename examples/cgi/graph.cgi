@@ -8,10 +8,11 @@ The answer is {"records": [{"seq": ..., "time_ns": ..., "value": ...}, ...],
 "last_seq": N}; see ringweb.py for the details and the error responses. The ring
 directory comes from the environment variable FILERING_RING (default /run/ring/sensor).
 
-It needs filering_reader.py and ringweb.py from the same directory as this file (a
-symbolic link to this file works: Python looks next to the link's target). Standard
-library only; Python 3.8 or later. See README.md for nginx + fcgiwrap and for
-`python3 -m http.server --cgi`.
+It needs ringweb.py from the same directory as this file (a symbolic link to this file
+works: Python looks next to the link's target) and the `filering` package: installed
+(`pip install ./python`), copied next to this file, or found in the repository's
+python/ directory. Standard library only; Python 3.8 or later. See README.md for nginx
++ fcgiwrap and for `python3 -m http.server --cgi`.
 """
 
 import os

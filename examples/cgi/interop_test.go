@@ -41,12 +41,19 @@ type pyRecord struct {
 	DataB64 *string `json:"data_b64"`
 }
 
+// readPython runs `python3 -m filering cat DIR --format json ARGS` with the package in
+// ../../python (an installed copy, if any, is not used).
 func readPython(t *testing.T, py, dir string, args ...string) ([]pyRecord, string, error) {
 	t.Helper()
-	cmd := exec.Command(py, append([]string{"filering_reader.py", dir, "--json"}, args...)...)
+	pkg, err := filepath.Abs(filepath.Join("..", "..", "python"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, append([]string{"-m", "filering", "cat", dir, "--format", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+pkg)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err = cmd.Run()
 	var recs []pyRecord
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(nil, 1<<24)
@@ -61,8 +68,8 @@ func readPython(t *testing.T, py, dir string, args ...string) ([]pyRecord, strin
 }
 
 // TestInterop_GoWritesPythonReads: records appended by the Go producer, across rolls,
-// retention and a taken segment, read by the standard-library Python reader, equal
-// what the Go reader returns, byte for byte.
+// retention and a taken segment, read by the standard-library Python package (python/),
+// equal what the Go reader returns, byte for byte.
 func TestInterop_GoWritesPythonReads(t *testing.T) {
 	py := python(t)
 	dir := ringtest.Dir(t)
@@ -120,7 +127,7 @@ func TestInterop_GoWritesPythonReads(t *testing.T) {
 			snap.Close()
 			got, stderr, err := readPython(t, py, dir, args...)
 			if err != nil {
-				t.Fatalf("python reader: %v: %s", err, stderr)
+				t.Fatalf("python -m filering cat: %v: %s", err, stderr)
 			}
 			if len(got) != len(want) || len(want) == 0 {
 				t.Fatalf("python read %d records, Go %d", len(got), len(want))
@@ -144,7 +151,7 @@ func TestInterop_GoWritesPythonReads(t *testing.T) {
 }
 
 // TestInterop_PythonDetectsCorruption: a bit flipped in a committed record is reported
-// by the Python reader as corruption naming the file and offset.
+// by the Python package as corruption naming the file and offset.
 func TestInterop_PythonDetectsCorruption(t *testing.T) {
 	py := python(t)
 	dir := ringtest.Dir(t)
@@ -168,7 +175,7 @@ func TestInterop_PythonDetectsCorruption(t *testing.T) {
 	}
 	_, stderr, err := readPython(t, py, dir)
 	if err == nil {
-		t.Fatal("python reader accepted a corrupt record")
+		t.Fatal("python -m filering cat accepted a corrupt record")
 	}
 	if !strings.Contains(stderr, seg) || !strings.Contains(stderr, fmt.Sprint(off)) {
 		t.Fatalf("python error does not name %s and offset %d: %s", seg, off, stderr)

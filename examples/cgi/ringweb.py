@@ -1,4 +1,4 @@
-"""ringweb: the JSON endpoint shared by graph.cgi and app.py (standard library only).
+"""ringweb: the JSON endpoint shared by graph.cgi, app.py and sse.py.
 
     GET <endpoint>?last=N               the latest N records (default 300, at most 100000)
     GET <endpoint>?after=SEQ&wait=S     records newer than SEQ; if there are none yet,
@@ -14,36 +14,80 @@ Errors are JSON too, {"error": "..."}, with status 400 (bad query), 404 (no ring
 the configured directory), 405 (not GET or HEAD) or 500 (anything else, such as a
 damaged segment).
 
-While waiting, the ring directory is watched with inotify (through ctypes), with a
-rescan every second in case an event was missed, and every 100 ms when inotify is not
-available, as docs/FORMAT.md ("Wake-ups") recommends.
+The ring is read with the `filering` Python package (python/ in the repository;
+`pip install ./python`, or nothing at all from a checkout: the scripts here find it).
+While a long poll waits, a filering follower watches the ring directory with inotify,
+rescanning every second anyway (every 100 ms without inotify), as docs/FORMAT.md
+("Wake-ups") recommends.
 """
 
-import json
 import math
 import os
-import re
-import select
-import struct
-import time
-from urllib.parse import parse_qs
+import sys
 
-import filering_reader
+try:  # the C string encoder json.dumps(..., ensure_ascii=False) uses
+    from _json import encode_basestring as _string
+except ImportError:  # pragma: no cover (CPython always has it)
+    from json.encoder import py_encode_basestring as _string
+
+try:
+    import filering
+except ImportError:  # a checkout of the repository: the package is in python/
+    sys.path.insert(1, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "python"))
+    import filering
+
+# A CGI script starts a Python process per request: this module imports nothing that
+# takes long to import (json, re and urllib.parse together take some 20 ms), and does
+# the little parsing and writing it needs itself.
 
 DEFAULT_RING = "/run/ring/sensor"  # used when FILERING_RING is not set
 DEFAULT_LAST = 300  # records returned when the query has no last=
 MAX_LAST = 100000  # larger last= values are clamped to this
 MAX_WAIT = 60.0  # larger wait= values are clamped to this, in seconds
-RESCAN = 1.0  # rescan interval while inotify works, in seconds
-POLL = 0.1  # rescan interval without inotify (or after its queue overflowed)
-
-_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
-_COUNT = re.compile(r"[0-9]{1,19}")
-_SECONDS = re.compile(r"[0-9]{1,6}(?:\.[0-9]{0,6})?")
+MAX_FIELDS = 100  # query parameters accepted
+_DIGITS = frozenset("0123456789")
 
 
 class BadRequest(Exception):
     """The query string is not valid; the message says why."""
+
+
+def _unquote(text):
+    """_unquote decodes a query string component: + is a space, %XX a byte (UTF-8)."""
+    text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    parts = text.split("%")
+    out = bytearray(parts[0].encode("utf-8"))
+    for part in parts[1:]:
+        code = part[:2]
+        if len(code) == 2 and all(c in "0123456789abcdefABCDEF" for c in code):
+            out.append(int(code, 16))
+            out += part[2:].encode("utf-8")
+        else:
+            out += b"%" + part.encode("utf-8")
+    return out.decode("utf-8", "replace")
+
+
+def _params(query_string):
+    """_params returns the parameters of a query string as {name: [values]} (as parse_qs does)."""
+    fields = [f for f in (query_string or "").split("&") if f]
+    if len(fields) > MAX_FIELDS:
+        raise BadRequest("too many query parameters (at most %d)" % MAX_FIELDS)
+    params = {}
+    for field in fields:
+        name, _, value = field.partition("=")
+        params.setdefault(_unquote(name), []).append(_unquote(value))
+    return params
+
+
+def _is_count(text):
+    return 0 < len(text) <= 19 and all(c in _DIGITS for c in text)
+
+
+def _is_seconds(text):
+    whole, dot, frac = text.partition(".")
+    return 0 < len(whole) <= 6 and all(c in _DIGITS for c in whole) and len(frac) <= 6 and all(c in _DIGITS for c in frac)
 
 
 def parse_query(query_string):
@@ -52,22 +96,19 @@ def parse_query(query_string):
     after is None when absent; wait is 0 unless given. Unknown parameters are ignored
     (so cache-busting parameters do no harm).
     """
-    try:
-        params = parse_qs(query_string or "", keep_blank_values=True, strict_parsing=False, max_num_fields=100)
-    except ValueError as e:
-        raise BadRequest(str(e))
+    params = _params(query_string)
 
-    def one(name, pattern, what):
+    def one(name, valid, what):
         values = params.get(name)
         if not values:
             return None
-        if len(values) > 1 or not pattern.fullmatch(values[0]):
+        if len(values) > 1 or not valid(values[0]):
             raise BadRequest("%s must be %s" % (name, what))
         return values[0]
 
-    last = one("last", _COUNT, "a non-negative integer")
-    after = one("after", _COUNT, "a non-negative integer (a sequence number)")
-    wait = one("wait", _SECONDS, "a number of seconds")
+    last = one("last", _is_count, "a non-negative integer")
+    after = one("after", _is_count, "a non-negative integer (a sequence number)")
+    wait = one("wait", _is_seconds, "a number of seconds")
     last = DEFAULT_LAST if last is None else min(int(last), MAX_LAST)
     after = None if after is None else int(after)
     if after is not None and after >= 1 << 63:
@@ -76,58 +117,83 @@ def parse_query(query_string):
     return last, after, wait
 
 
+def _is_decimal(text):
+    """_is_decimal tells whether text is a decimal number: [+-]digits[.digits][e[+-]digits],
+    or .digits, with white space around it allowed (ASCII digits only)."""
+    s = text.strip()
+    if s[:1] in ("+", "-"):
+        s = s[1:]
+    mantissa, e, exponent = s.replace("E", "e").partition("e")
+    whole, dot, frac = mantissa.partition(".")
+    if not (whole or frac) or any(c not in _DIGITS for c in whole + frac):
+        return False
+    if not whole and not dot:
+        return False
+    if e:
+        if exponent[:1] in ("+", "-"):
+            exponent = exponent[1:]
+        return bool(exponent) and all(c in _DIGITS for c in exponent)
+    return True
+
+
 def value_of(payload):
     """value_of returns the payload as a float if it is a decimal number, else as text."""
     text = payload.decode("utf-8", "replace")
-    if _NUMBER.fullmatch(text):
+    if len(text) < 64 and _is_decimal(text):
         value = float(text)
         if math.isfinite(value):
             return value
     return text
 
 
-def _record(rec):
-    seq, time_ns, payload = rec
-    return {"seq": seq, "time_ns": time_ns, "value": value_of(payload)}
+def record_doc(rec):
+    """record_doc returns the JSON document of one record: {"seq", "time_ns", "value"}."""
+    return {"seq": rec.seq, "time_ns": rec.time_ns, "value": value_of(rec.data)}
 
 
-def _newest_seq(ring_dir):
-    newest = filering_reader.read_records(ring_dir, last=1, check_all=False)
-    return newest[-1][0] if newest else 0
+def record_json(rec):
+    """record_json returns record_doc(rec) written as JSON, as json.dumps writes it compactly."""
+    value = value_of(rec.data)
+    value = repr(value) if type(value) is float else _string(value)
+    return '{"seq":%d,"time_ns":%d,"value":%s}' % (rec.seq, rec.time_ns, value)
 
 
-def query(ring_dir, last=DEFAULT_LAST, after=None, wait=0.0, watcher_factory=None):
+def _newest(ring):
+    newest = ring.last(1)
+    return newest[-1].seq if newest else 0
+
+
+def query(ring_dir, last=DEFAULT_LAST, after=None, wait=0.0):
     """query returns the response document for last, after and wait (see the module doc).
 
-    It raises filering_reader.Error (NotFoundError when the ring does not exist).
+    It raises filering.Error (filering.NoRingError when the ring does not exist, a
+    filering.CorruptionError naming the file and offset of damage).
     """
+    records, newest = _query(ring_dir, last, after, wait)
+    return {"records": [record_doc(r) for r in records], "last_seq": newest}
+
+
+def _query(ring_dir, last, after, wait):
+    """_query returns the records to answer with, and the newest sequence number."""
+    ring = filering.open(ring_dir)
     if after is None:
-        records = filering_reader.read_records(ring_dir, last=last, check_all=False)
-        return {"records": [_record(r) for r in records], "last_seq": records[-1][0] if records else _newest_seq(ring_dir)}
-    deadline = time.monotonic() + wait
-    watcher = None
-    try:
-        if wait > 0:
-            # Watch before the first look, so a record that arrives in between wakes us.
-            watcher = (watcher_factory or DirWatcher)(ring_dir)
-        while True:
-            records = filering_reader.read_records(ring_dir, last=last, from_seq=after + 1, check_all=False)
-            remaining = deadline - time.monotonic()
-            if records or remaining <= 0:
-                break
-            watcher.wait(remaining)
-    finally:
-        if watcher is not None:
-            watcher.close()
-    newest = records[-1][0] if records else _newest_seq(ring_dir)
-    return {"records": [_record(r) for r in records], "last_seq": newest}
+        records = ring.last(last)
+    else:
+        records = ring.records(from_seq=after + 1, last=last)
+        if not records and wait > 0:
+            # Follow from the first record wanted: one appended since the look above
+            # is found at once, later ones wake the follower through inotify.
+            with ring.follow(from_seq=after + 1) as f:
+                if f.read(wait) is not None:
+                    records = ring.records(from_seq=after + 1, last=last)
+    return records, records[-1].seq if records else _newest(ring)
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
-def _json(obj):
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+def _error(message):
+    return '{"error":%s}' % _string(message)
 
 
 def respond(ring_dir, query_string, method="GET"):
@@ -138,19 +204,21 @@ def respond(ring_dir, query_string, method="GET"):
     """
     try:
         if method not in ("GET", "HEAD"):
-            code, doc = 405, {"error": "method %s not allowed; use GET" % method}
+            code, text = 405, _error("method %s not allowed; use GET" % method)
         else:
             last, after, wait = parse_query(query_string)
-            code, doc = 200, query(ring_dir, last, after, wait)
+            records, newest = _query(ring_dir, last, after, wait)
+            code = 200
+            text = '{"records":[%s],"last_seq":%d}' % (",".join([record_json(r) for r in records]), newest)
     except BadRequest as e:
-        code, doc = 400, {"error": str(e)}
-    except filering_reader.NotFoundError as e:
-        code, doc = 404, {"error": str(e)}
-    except filering_reader.Error as e:
-        code, doc = 500, {"error": str(e)}
+        code, text = 400, _error(str(e))
+    except filering.NoRingError as e:
+        code, text = 404, _error(str(e))
+    except filering.Error as e:
+        code, text = 500, _error(str(e))
     except Exception as e:  # report it as JSON rather than as an HTML error page
-        code, doc = 500, {"error": "%s: %s" % (type(e).__name__, e)}
-    body = _json(doc) + b"\n"
+        code, text = 500, _error("%s: %s" % (type(e).__name__, e))
+    body = text.encode("utf-8", "backslashreplace") + b"\n"  # a path that is not UTF-8: \udcXX
     headers = [
         ("Content-Type", "application/json; charset=utf-8"),
         ("Cache-Control", "no-store"),
@@ -161,89 +229,3 @@ def respond(ring_dir, query_string, method="GET"):
     if method == "HEAD":
         body = b""
     return "%d %s" % (code, _REASONS[code]), headers, body
-
-
-# ---------------------------------------------------------------------------------------
-# Waiting for the ring directory to change
-
-IN_MODIFY = 0x00000002
-IN_MOVED_TO = 0x00000080
-IN_CREATE = 0x00000100
-IN_DELETE = 0x00000200
-IN_Q_OVERFLOW = 0x00004000
-IN_IGNORED = 0x00008000
-WATCH_MASK = IN_MODIFY | IN_MOVED_TO | IN_CREATE | IN_DELETE
-_EVENT = struct.Struct("=iIII")  # struct inotify_event without its name
-
-
-def _inotify_watch(path):
-    """_inotify_watch returns an inotify fd watching directory path (raises OSError)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    init1 = libc.inotify_init1
-    init1.argtypes = [ctypes.c_int]
-    init1.restype = ctypes.c_int
-    add = libc.inotify_add_watch
-    add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-    add.restype = ctypes.c_int
-    fd = init1(os.O_NONBLOCK | os.O_CLOEXEC)  # IN_NONBLOCK | IN_CLOEXEC
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "inotify_init1: " + os.strerror(err))
-    if add(fd, os.fsencode(path), WATCH_MASK) < 0:
-        err = ctypes.get_errno()
-        os.close(fd)
-        raise OSError(err, "inotify_add_watch %s: %s" % (path, os.strerror(err)))
-    return fd
-
-
-class DirWatcher(object):
-    """DirWatcher waits for changes in a directory: inotify events, or a timer.
-
-    Events are hints: wait() also returns after RESCAN seconds, or POLL seconds when
-    inotify is unavailable (no ctypes, no inotify, out of watches) or its queue
-    overflowed; the caller rescans whenever wait() returns.
-    """
-
-    def __init__(self, path):
-        try:
-            self.fd = _inotify_watch(path)
-        except (ImportError, AttributeError, OSError):
-            self.fd = None
-
-    @property
-    def polling(self):
-        return self.fd is None
-
-    def wait(self, timeout):
-        """wait returns after an event in the directory, or after min(timeout, interval)."""
-        if self.fd is None:
-            time.sleep(max(0.0, min(timeout, POLL)))
-            return
-        ready, _, _ = select.select([self.fd], [], [], max(0.0, min(timeout, RESCAN)))
-        if ready:
-            self._drain()
-
-    def _drain(self):
-        while True:
-            try:
-                data = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.close()
-                return
-            pos = 0
-            while pos + _EVENT.size <= len(data):
-                _wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
-                pos += _EVENT.size + length
-                if mask & (IN_Q_OVERFLOW | IN_IGNORED):
-                    # Events were lost, or the directory went away: poll from now on.
-                    self.close()
-                    return
-
-    def close(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None

@@ -1,6 +1,10 @@
-"""Tests for ringweb.py, graph.cgi and app.py (standard library only; Flask optional).
+"""Tests for ringweb.py, graph.cgi, app.py and sse.py (standard library only; Flask optional).
 
     python3 -m unittest discover -s examples/cgi -p 'test_*.py'
+
+They read rings with the `filering` package: installed (scripts/python-test.sh runs them
+with the copy it installs in a fresh virtual environment) or, from a checkout, the one in
+python/. The rings are written by python/tests/helpers.py, from docs/FORMAT.md.
 """
 
 import json
@@ -21,11 +25,13 @@ from wsgiref.util import setup_testing_defaults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(HERE, "..", "..", "python", "tests"))
 
 import app  # noqa: E402
 import ringweb  # noqa: E402
-from test_filering_reader import (  # noqa: E402
+from helpers import (  # noqa: E402
     T0,
+    Producer,
     align8,
     record_bytes,
     segment_bytes,
@@ -36,6 +42,7 @@ from test_filering_reader import (  # noqa: E402
     write_ring,
 )
 
+filering = ringweb.filering
 GRAPH_CGI = os.path.join(HERE, "graph.cgi")
 
 
@@ -114,6 +121,34 @@ class TestParse(unittest.TestCase):
                 self.assertEqual(got, want)
 
 
+class TestJSON(unittest.TestCase):
+    def test_RecordJson_asJsonDumps(self):
+        # record_json writes what json.dumps(record_doc(...)) would, compactly.
+        payloads = [b"21.5", b"-3", b"1e-3", b"1e300", b"7.", b" 42\n", b"text", b'q"uote\\', b"\x00\x1f\x7f", "\u00e9\u2028".encode(), b"\xff", b"0.1", b"123456789012345678"]
+        for p in payloads:
+            rec = filering.Record(7, -5, p)
+            with self.subTest(p):
+                self.assertEqual(ringweb.record_json(rec), json.dumps(ringweb.record_doc(rec), separators=(",", ":"), ensure_ascii=False))
+
+    def test_ValueOf_asTheRegexp(self):
+        import random
+        import re
+
+        number = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
+        rnd = random.Random(1)
+        alphabet = "0123456789+-.eE \t\n_x\u0661\u00a0"
+        for _ in range(20000):
+            text = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 8)))
+            self.assertEqual(ringweb._is_decimal(text), bool(number.fullmatch(text)), repr(text))
+
+    def test_ParseQuery_asParseQs(self):
+        from urllib.parse import parse_qs
+
+        for qs in ("a=1&b=2&a=3", "x=%41%42+c", "x=%zz%4", "=1&&b", "a", "a=%C3%A9", "a=%ff"):
+            with self.subTest(qs):
+                self.assertEqual(ringweb._params(qs), parse_qs(qs, keep_blank_values=True))
+
+
 class TestQuery(RingCase):
     def test_Last(self):
         write_ring(self.ring, [b"%d" % i for i in range(1, 501)])
@@ -157,23 +192,23 @@ class TestQuery(RingCase):
         return doc, time.monotonic() - t - delay
 
     def test_After_wakesWithInotify(self):
-        watcher = ringweb.DirWatcher(self.ring)
-        polling = watcher.polling
-        watcher.close()
+        from filering import _inotify
+
+        w = _inotify.Watcher(self.ring)
+        polling = w.polling
+        w.close()
         if polling:
             self.skipTest("inotify is not available here")
-        with mock.patch.object(ringweb, "RESCAN", 30.0):  # only an event can wake it in time
+        with mock.patch.object(_inotify, "POLL", 30.0):  # only an event can wake it in time
             doc, late = self.wake_after_append()
         self.assertEqual(doc["records"], [{"seq": 3, "time_ns": T0 + 3, "value": 3.25}])
         self.assertEqual(doc["last_seq"], 3)
         self.assertLess(late, 3)
 
     def test_After_wakesByPolling(self):
-        def no_inotify(path):
-            raise OSError(38, "inotify is not available")
+        from filering import _inotify
 
-        with mock.patch.object(ringweb, "_inotify_watch", no_inotify), mock.patch.object(ringweb, "RESCAN", 30.0):
-            self.assertTrue(ringweb.DirWatcher(self.ring).polling)
+        with mock.patch.object(_inotify, "disabled", True), mock.patch.object(_inotify, "POLL", 30.0):
             doc, late = self.wake_after_append()
         self.assertEqual([r["seq"] for r in doc["records"]], [3])
         self.assertLess(late, 3)
@@ -188,7 +223,9 @@ class TestQuery(RingCase):
         timer = threading.Timer(0.3, roll)
         timer.start()
         self.addCleanup(timer.cancel)
-        with mock.patch.object(ringweb, "RESCAN", 30.0):
+        from filering import _inotify
+
+        with mock.patch.object(_inotify, "POLL", 30.0):
             t = time.monotonic()
             doc = ringweb.query(self.ring, after=2, wait=20)
         self.assertLess(time.monotonic() - t, 5)
@@ -232,7 +269,7 @@ class TestRespond(RingCase):
         self.assertIn("offset %d" % entries[0]["offsets"][2], doc["error"])
 
     def test_Unexpected(self):
-        with mock.patch.object(ringweb, "query", side_effect=RuntimeError("boom")):
+        with mock.patch.object(ringweb, "_query", side_effect=RuntimeError("boom")):
             status, doc = self.body(ringweb.respond(self.ring, ""))
         self.assertEqual(status, "500 Internal Server Error")
         self.assertEqual(doc["error"], "RuntimeError: boom")
@@ -321,7 +358,7 @@ class TestWSGI(RingCase):
         def start_response(status, headers):
             got["status"], got["headers"] = status, dict(headers)
 
-        body = b"".join(app.make_app(self.ring)(environ, start_response))
+        body = b"".join(app.make_wsgi_app(self.ring)(environ, start_response))
         return got["status"], got["headers"], body
 
     def test_Routes(self):
@@ -378,8 +415,12 @@ class TestHTTPServerCGI(RingCase):
         os.mkdir(cgi_bin)
         # Copies rather than a link: the user "nobody" may not be able to reach this
         # checkout (a link is tested in TestCGI).
-        for name in ("graph.cgi", "ringweb.py", "filering_reader.py"):
+        for name in ("graph.cgi", "ringweb.py"):
             shutil.copy(os.path.join(HERE, name), cgi_bin)
+        shutil.copytree(os.path.dirname(filering.__file__), os.path.join(cgi_bin, "filering"))
+        for root, dirs, files in os.walk(cgi_bin):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755)
         os.chmod(cgi_bin, 0o755)
         port = free_port()
         env = dict(os.environ, FILERING_RING=self.ring, PYTHONWARNINGS="ignore")
@@ -403,6 +444,19 @@ except ImportError:
     HAVE_FLASK = False
 
 
+class TestModule(unittest.TestCase):
+    def test_App(self):
+        # `app` is what `flask --app app run` and `gunicorn app:app` find: a Flask app when
+        # Flask is installed, else the WSGI application.
+        if HAVE_FLASK:
+            import flask
+
+            self.assertIsInstance(app.app, flask.Flask)
+        else:
+            self.assertIs(app.app, app.application)
+        self.assertTrue(callable(app.application))
+
+
 @unittest.skipUnless(HAVE_FLASK, "Flask is not installed")
 class TestFlask(RingCase):
     def test_Routes(self):
@@ -413,6 +467,124 @@ class TestFlask(RingCase):
         self.assertEqual(resp.get_json()["records"][0]["seq"], 2)
         self.assertEqual(client.get("/records?last=-1").status_code, 400)
         self.assertIn(b"fileringStats", client.get("/").data)
+
+    def test_FlaskRun(self):
+        # The command README.md gives, as written.
+        write_ring(self.ring, [b"1", b"2.5"])
+        port = free_port()
+        env = dict(os.environ, FILERING_RING=self.ring)
+        proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)], cwd=HERE, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.terminate)
+        wait_for_port(port, proc)
+        status, _, body = get("http://127.0.0.1:%d/records?last=1" % port)
+        self.assertEqual((status, json.loads(body)["records"][0]["value"]), (200, 2.5))
+
+
+class SSEClient(object):
+    """SSEClient reads Server-Sent Events from sse.py with a plain socket."""
+
+    def __init__(self, port, path, headers=()):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        req = "GET %s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n%s\r\n" % (path, "".join("%s: %s\r\n" % h for h in headers))
+        self.sock.sendall(req.encode())
+        self.buf = b""
+        head = self._until(b"\r\n\r\n")
+        self.status = head.split(b"\r\n")[0]
+        self.headers = head
+
+    def _until(self, sep):
+        while sep not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(self.buf)
+            self.buf += chunk
+        item, self.buf = self.buf.split(sep, 1)
+        return item
+
+    def event(self):
+        """event returns the next event as a dict of its fields (comments as "comment")."""
+        fields = {}
+        for line in self._until(b"\n\n").decode("utf-8").split("\n"):
+            name, _, value = line.partition(": ")
+            fields[name or "comment"] = value
+        return fields
+
+    def close(self):
+        self.sock.close()
+
+
+class TestSSE(RingCase):
+    def start(self):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "sse.py"), self.ring, "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.terminate)
+        wait_for_port(port, proc)
+        return port
+
+    def client(self, port, path, headers=()):
+        c = SSEClient(port, path, headers)
+        self.addCleanup(c.close)
+        return c
+
+    def test_Stream(self):
+        p = Producer(self.ring, segments_max=8)
+        for i in range(20):
+            p.append(b"%d" % i)
+        port = self.start()
+        c = self.client(port, "/events?last=3")
+        self.assertEqual(c.status, b"HTTP/1.1 200 OK")
+        self.assertIn(b"Content-Type: text/event-stream", c.headers)
+        got = [c.event() for _ in range(3)]
+        self.assertEqual([e["id"] for e in got], ["18", "19", "20"])
+        self.assertEqual(json.loads(got[0]["data"]), {"seq": 18, "time_ns": T0 + 18, "value": 17.0})
+        p.append(b"21.5")
+        e = c.event()
+        self.assertEqual((e["id"], json.loads(e["data"])["value"]), ("21", 21.5))
+        # EventSource reconnects with Last-Event-ID: the stream resumes after it.
+        for i in range(5):
+            p.append(b"x%d" % i)
+        r = self.client(port, "/events", [("Last-Event-ID", "22")])
+        self.assertEqual([r.event()["id"] for _ in range(3)], ["23", "24", "25"])
+        r2 = self.client(port, "/events?after=24")
+        self.assertEqual(r2.event()["id"], "25")
+        # New records only, by default.
+        n = self.client(port, "/events")
+        p.append(b"new")
+        self.assertEqual(n.event()["id"], "27")
+
+    def test_Lost_andRestart(self):
+        p = Producer(self.ring, segments_max=2)
+        for i in range(400):
+            p.append(b"%03d" % i)
+        first = filering.open(self.ring).manifest().segments[0].first_seq
+        port = self.start()
+        c = self.client(port, "/events", [("Last-Event-ID", "5")])
+        e = c.event()
+        self.assertEqual((e["event"], json.loads(e["data"])), ("lost", {"from": 6, "to": first - 1}))
+        self.assertEqual(c.event()["id"], str(first))
+        # An id beyond the ring's newest: a ring since created anew.
+        r = self.client(port, "/events", [("Last-Event-ID", "100000")])
+        self.assertEqual(r.event()["event"], "restart")
+        e = r.event()
+        self.assertEqual((e["event"], json.loads(e["data"])), ("lost", {"from": 1, "to": first - 1}))
+        self.assertEqual(r.event()["id"], str(first))
+        bad = self.client(port, "/events", [("Last-Event-ID", "x")])
+        self.assertEqual(bad.status, b"HTTP/1.1 400 Bad Request")
+
+    def test_PageAndRecords(self):
+        write_ring(self.ring, [b"1", b"2"])
+        port = self.start()
+        status, _, body = get("http://127.0.0.1:%d/" % port)
+        self.assertEqual(status, 200)
+        self.assertIn(b'window.FILERING_EVENTS = "events"', body)
+        status, _, body = get("http://127.0.0.1:%d/records?last=1" % port)
+        self.assertEqual((status, json.loads(body)["last_seq"]), (200, 2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 // Package corpus builds the conformance corpus in testdata/conformance: ring directories,
-// whole or damaged in every way docs/FORMAT.md and the contract decisions name, each with
+// whole or damaged in every way docs/FORMAT.md names, each with
 // the exact output and errors a conforming `cat` gives for it. Every implementation of
-// the reader (the Go library and binary, the Python reader, the C library to come) runs
+// the reader (the Go library and binary, the Python package, the C library) runs
 // the same corpus; testdata/conformance/README.md describes how.
 //
 // The corpus is generated, deterministically, by Build; TestCorpusUpToDate fails when the
