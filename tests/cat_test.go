@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,5 +160,60 @@ func TestCat_ConcurrentWithProducer(t *testing.T) {
 	}
 	if len(recs) == 0 || recs[len(recs)-1].Seq != uint64(written) {
 		t.Fatalf("after the producer ended, cat shows %d records, want the last to be %d", len(recs), written)
+	}
+}
+
+// TestReaders_NegativeTimes reads a ring whose records have times before 1970 (a clock
+// set back, or a producer in another language): with no --since they are ordinary
+// records, for cat, cat --last, watch, take and stat alike. Before, cat and watch dropped
+// them silently (no --since was taken as "since 1970"), and `cat --last 2` printed one.
+func TestReaders_NegativeTimes(t *testing.T) {
+	dir := ring(t)
+	// Record s was appended s ns before 1970, but for record 3, 1 ns after.
+	at := func(s uint64) int64 {
+		if s == 3 {
+			return 1
+		}
+		return -int64(s)
+	}
+	writeHandRing(t, dir, 4096,
+		handSeg{num: 1, first: 1, n: 2, sealed: true, at: at},
+		handSeg{num: 2, first: 3, n: 2, sealed: true, at: at},
+		handSeg{num: 3, first: 5, n: 1, at: at})
+	line := func(seq uint64) string {
+		return fmt.Sprintf(`{"seq":%d,"time":"%s","data":"%d"}`+"\n", seq,
+			time.Unix(0, at(seq)).UTC().Format("2006-01-02T15:04:05.000000000Z"), seq)
+	}
+	want := func(seqs ...uint64) string {
+		var b strings.Builder
+		for _, s := range seqs {
+			b.WriteString(line(s))
+		}
+		return b.String()
+	}
+	if got := string(mustRun(t, nil, "cat", "--format", "json", dir)); got != want(1, 2, 3, 4, 5) {
+		t.Errorf("cat:\n%s\nwant\n%s", got, want(1, 2, 3, 4, 5))
+	}
+	if !strings.HasPrefix(line(1), `{"seq":1,"time":"1969-12-31T23:59:59.999999999Z"`) {
+		t.Errorf("record 1 prints as %q", line(1))
+	}
+	if got := string(mustRun(t, nil, "cat", "--format", "json", "--last", "2", dir)); got != want(4, 5) {
+		t.Errorf("cat --last 2: %q, want %q", got, want(4, 5))
+	}
+	if got := string(mustRun(t, nil, "cat", "--format", "json", "--since", "1h", dir)); got != "" {
+		t.Errorf("cat --since 1h: %q, want nothing", got)
+	}
+	w := startProc(t, "watch", "--format", "json", dir)
+	w.waitOutput(10*time.Second, "record 5", func(b []byte) bool { return lastSeq(b) == 5 })
+	w.interrupt()
+	if got := string(w.stdout.Bytes()); got != want(1, 2, 3, 4, 5) || len(w.stderr.Bytes()) != 0 {
+		t.Errorf("watch: %q, %q", got, w.stderr.Bytes())
+	}
+	st := stat(t, dir)
+	if st.Records != 5 || st.FirstSeq != 1 || st.LastSeq != 5 {
+		t.Errorf("stat: %+v", st)
+	}
+	if got := string(mustRun(t, nil, "take", "--format", "json", dir)); got != want(1, 2, 3, 4) {
+		t.Errorf("take: %q, want the sealed segments' %q", got, want(1, 2, 3, 4))
 	}
 }

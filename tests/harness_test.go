@@ -225,12 +225,19 @@ func (l spanList) count() uint64 {
 	return n
 }
 
+// waitingNotice is the line a follower prints once when it starts before its ring exists.
+func waitingNotice(dir string) string {
+	return "filering: " + dir + ": no ring yet; waiting for it to be created"
+}
+
 // lossNotices parses a follower's standard error, which may hold nothing but exact loss
-// reports for dir (`filering: DIR: lost N records (A to B)`), and returns the lost spans.
+// reports for dir (`filering: DIR: lost N records (A to B)`), after, as its first line,
+// the notice of a follower that started before its ring existed; it returns the lost
+// spans.
 func lossNotices(stderr []byte, dir string) (spanList, error) {
 	var lost spanList
-	for _, line := range strings.Split(strings.TrimSuffix(string(stderr), "\n"), "\n") {
-		if line == "" {
+	for i, line := range strings.Split(strings.TrimSuffix(string(stderr), "\n"), "\n") {
+		if line == "" || i == 0 && line == waitingNotice(dir) {
 			continue
 		}
 		m := lossLine.FindStringSubmatch(line)

@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,8 +19,8 @@ import (
 )
 
 // TestWatch_BeforeRingExists starts a follower on a directory that does not exist yet,
-// then a producer: the follower prints every record, in order, and ends cleanly on
-// SIGINT. The ring's 16 KiB segments hold 510 records each, so the follower crosses
+// then a producer: the follower says once that it waits for the ring, prints every
+// record, in order, and ends cleanly on SIGINT. The ring's 16 KiB segments hold 510 records each, so the follower crosses
 // dozens of rolls; 64 of them hold every record.
 func TestWatch_BeforeRingExists(t *testing.T) {
 	dir := ring(t)
@@ -48,8 +50,8 @@ func TestWatch_BeforeRingExists(t *testing.T) {
 	if len(recs) != n || recs[0].Seq != 1 {
 		t.Fatalf("watch printed %d records (%s), want %d from 1", len(recs), seqRange(recs), n)
 	}
-	if len(w.stderr.Bytes()) != 0 {
-		t.Errorf("watch wrote to stderr: %q", w.stderr.Bytes())
+	if got, want := string(w.stderr.Bytes()), waitingNotice(dir)+"\n"; got != want {
+		t.Errorf("watch wrote to stderr %q, want only %q", got, want)
 	}
 }
 
@@ -112,8 +114,8 @@ func checkLossCover(t *testing.T, w *proc, dir string, n int) int {
 		spans = append(spans, span{rec.Seq, rec.Seq})
 	}
 	losses := 0
-	for _, line := range strings.Split(strings.TrimSuffix(string(w.stderr.Bytes()), "\n"), "\n") {
-		if line == "" {
+	for i, line := range strings.Split(strings.TrimSuffix(string(w.stderr.Bytes()), "\n"), "\n") {
+		if line == "" || i == 0 && line == waitingNotice(dir) {
 			continue
 		}
 		m := lossLine.FindStringSubmatch(line)
@@ -325,5 +327,139 @@ func TestWatch_ReadsSegmentTailBeforeMoving(t *testing.T) {
 	}
 	if len(recs) != n || recs[0].Seq != 1 {
 		t.Fatalf("watch printed %d records (%s), want %d from 1", len(recs), seqRange(recs), n)
+	}
+}
+
+// dropEmptyHot does what producers before this round did at a clean stop: when the last
+// entry of dir's manifest is a hot segment holding no record, it removes the entry and
+// the file, so that the next producer uses the number again.
+func dropEmptyHot(t *testing.T, dir string) {
+	t.Helper()
+	m := loadManifest(t, dir)
+	hot, ok := m.Hot()
+	if !ok {
+		return
+	}
+	path := filepath.Join(dir, hot.Name)
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 72 || binary.LittleEndian.Uint64(b[64:]) != 0 {
+		return // gone, or holding a record
+	}
+	m.Segments = m.Segments[:len(m.Segments)-1]
+	m.Generation++
+	putManifest(t, dir, m)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatch_IdleProducerRestart restarts, three times, a producer that appends nothing,
+// as systemd's Restart= does with a quiet one, while a follower waits, then appends one
+// record: the follower prints each record once and never says the ring was created anew.
+// It runs with this round's producer (an empty hot segment stays listed at a clean stop)
+// and with what producers did before (it was removed, and its number used again), where
+// `filering watch` printed a and b again after "the ring was created anew".
+func TestWatch_IdleProducerRestart(t *testing.T) {
+	for _, older := range []bool{false, true} {
+		t.Run(fmt.Sprintf("empty hot segment removed=%v", older), func(t *testing.T) {
+			dir := ring(t)
+			produce := func(in string) {
+				t.Helper()
+				mustRun(t, []byte(in), "produce", "--segment-size", "4KiB", dir)
+				if older {
+					dropEmptyHot(t, dir)
+				}
+			}
+			produce("a\nb\n")
+			w := startProc(t, "watch", "--format", "json", dir)
+			w.waitOutput(10*time.Second, "a and b", func(b []byte) bool { return bytes.Count(b, []byte("\n")) == 2 })
+			for i := 0; i < 3; i++ {
+				time.Sleep(300 * time.Millisecond) // the follower looks at the ring in between
+				produce("")
+			}
+			time.Sleep(1200 * time.Millisecond) // a poll interval: anything printed again shows by now
+			produce("c\n")
+			w.waitOutput(10*time.Second, "c", func(b []byte) bool { return lastSeq(b) >= 3 })
+			w.interrupt()
+			recs, err := parseJSON(w.stdout.Bytes(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				p, _ := r.payload()
+				got = append(got, fmt.Sprintf("%d:%s", r.Seq, p))
+			}
+			if fmt.Sprint(got) != "[1:a 2:b 3:c]" || len(w.stderr.Bytes()) != 0 {
+				t.Fatalf("watch printed %v, said %q; want [1:a 2:b 3:c] and nothing on stderr", got, w.stderr.Bytes())
+			}
+		})
+	}
+}
+
+// TestWatch_ReportsLossWithoutLaterRecord holds a follower (SIGSTOP) after it printed the
+// first segment, while the producer writes four more and stops, and a taker takes them
+// all: when it goes on, the follower reports their records lost at once, though no record
+// follows them. Before, it reported them only with the next record, which may never come.
+func TestWatch_ReportsLossWithoutLaterRecord(t *testing.T) {
+	dir := ring(t)
+	in := lines(600)
+	first := len(lines(126)) // 4 KiB segments hold 126 of these records
+	p := startProducer(t, dir, "--segment-size", "4KiB", "--segments", "16")
+	if _, err := p.stdin.Write(in[:first]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "manifest", func() bool { return exists(filepath.Join(dir, "manifest")) })
+	w := startProc(t, "watch", "--format", "json", dir)
+	w.waitOutput(10*time.Second, "record 126", func(b []byte) bool { return lastSeq(b) == 126 })
+	time.Sleep(100 * time.Millisecond)
+	w.stop()
+	p.stdin.Write(in[first:])
+	p.stdin.Close()
+	if code := p.wait(); code != 0 {
+		t.Fatalf("producer: exit %d, %q", code, p.stderr.Bytes())
+	}
+	if r := run(t, nil, "take", dir); r.code != 0 || bytes.Count(r.stdout, []byte("\n")) != 600 {
+		t.Fatalf("take: %v, %d lines", r, bytes.Count(r.stdout, []byte("\n")))
+	}
+	w.cont()
+	want := fmt.Sprintf("filering: %s: lost 474 records (127 to 600)\n", dir)
+	for deadline := time.Now().Add(10 * time.Second); string(w.stderr.Bytes()) != want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch said %q, printed to %d; want %q", w.stderr.Bytes(), lastSeq(w.stdout.Bytes()), want)
+		}
+	}
+	w.interrupt()
+	if lastSeq(w.stdout.Bytes()) != 126 || string(w.stderr.Bytes()) != want {
+		t.Fatalf("watch printed to %d, said %q; want to 126 and %q", lastSeq(w.stdout.Bytes()), w.stderr.Bytes(), want)
+	}
+}
+
+// TestWatch_BeforeRingExistsEverythingTaken starts a follower before its ring exists and
+// holds it (SIGSTOP) while a producer writes 600 records and stops and a taker takes
+// them all: when it goes on, the follower finds nothing to print and must report all 600
+// lost, since it expects every record from 1 on; then it prints the next record. Before,
+// it went on from the ring's next sequence number without a word: the torture test's
+// "1..43860 neither printed nor reported lost".
+func TestWatch_BeforeRingExistsEverythingTaken(t *testing.T) {
+	dir := ring(t)
+	w := startProc(t, "watch", "--format", "json", dir)
+	w.waitIdle()
+	w.stop()
+	mustRun(t, lines(600), "produce", "--segment-size", "4KiB", "--segments", "16", dir)
+	if r := run(t, nil, "take", dir); r.code != 0 || bytes.Count(r.stdout, []byte("\n")) != 600 {
+		t.Fatalf("take: %v", r)
+	}
+	w.cont()
+	want := waitingNotice(dir) + "\n" + fmt.Sprintf("filering: %s: lost 600 records (1 to 600)\n", dir)
+	waitFor(t, 10*time.Second, "a loss report", func() bool { return string(w.stderr.Bytes()) == want })
+	mustRun(t, []byte("601\n"), "produce", dir)
+	w.waitOutput(10*time.Second, "record 601", func(b []byte) bool { return lastSeq(b) == 601 })
+	w.interrupt()
+	if got := string(w.stderr.Bytes()); got != want {
+		t.Fatalf("watch said %q, want %q", got, want)
+	}
+	if recs, err := parseJSON(w.stdout.Bytes(), false); err != nil || len(recs) != 1 {
+		t.Fatalf("watch printed %s (%v), want only record 601", seqRange(recs), err)
 	}
 }

@@ -14,48 +14,91 @@ import (
 //
 //	f, err := ring.Follow(watch.Selection{Last: 10})
 //	defer f.Close()
-//	for f.Next(ctx) {
-//		if l, ok := f.Loss(); ok { log.Print(l) }
-//		r := f.Record()
+//	f.OnLoss(func(l watch.Loss) { log.Print(l) }) // optional: see below
+//	for {
+//		for f.Next(ctx) {
+//			r := f.Record()
+//		}
+//		err := f.Err() // ctx.Err() after cancellation, or what stopped it
+//		if !f.SkipDamaged() {
+//			break
+//		}
+//		log.Print(err) // damage: report it and follow on
 //	}
-//	// f.Err() is ctx.Err() after cancellation, or what stopped it.
+//
+// A Follower goes by sequence number, never by segment number or file name: it delivers
+// records in strictly increasing sequence order, each at most once, and after any rescan,
+// producer restart or roll it continues with the first record at or after the next one it
+// expects. Only when the ring was created anew (the directory at its path is another one,
+// or the ring's next sequence number fell below what the follower already saw) does it
+// start over from the new ring's first record; Restarted then reports it.
+//
+// Records the follower will never see (overwritten by the ring, taken by a taker, lost
+// in a producer crash, or skipped as damaged) are reported as losses, exactly, and as
+// soon as the follower can know: when the manifest shows that the segments that could
+// hold them are gone and something later exists (a later segment, or a ring whose next
+// sequence number is beyond them), even if no record follows yet. How it reports them:
+//
+//   - with OnLoss set, by calling that function, from Next, before Next delivers any
+//     record after the loss (or before it waits for one);
+//   - otherwise with the next record: Loss reports the records lost just before it.
 //
 // A Follower holds the segment it reads open, so the producer removing it does not cut
-// the follower off; records that are overwritten before the follower reaches them are
-// reported exactly by Loss. A Follower started before its ring exists waits for it. It
-// wakes on inotify events on the ring directory and polls as a fallback. A Follower is
-// not safe for concurrent use.
+// the follower off. A Follower started before its ring exists waits for it, and then
+// expects every record from sequence 1 on (or from Selection.From). It wakes on inotify
+// events on the ring directory and polls as a fallback. A Follower is not safe for
+// concurrent use; OnLoss and OnWait functions run on the goroutine that calls Next.
 type Follower struct {
 	r     *Ring // the ring being read: the caller's, or one the follower reopened
 	owned bool  // r was opened by the follower and is closed by it
 	snap  *Snapshot
-	cur   *openSegment
-	sc    *segment.Scanner
-	next  uint64 // next expected sequence number; 0 before the first record
-	wake  *waker
-	rec   segment.Record
-	loss  Loss
-	lossy bool
-	err   error
-	idle  func()
+	cur   *openSegment // the segment read from; nil before the first
+	c     *cursor      // over cur; nil when cur is damaged
+	// curDone is set when nothing more is read from cur: read to its end, damaged, or
+	// abandoned.
+	curDone bool
+	// next is the next sequence number expected: 0 while the follower expects none yet
+	// (before the first record of a selection without From).
+	next uint64
+	// known is the highest next sequence number the follower has seen the ring reach,
+	// in records or manifests; a ring whose next sequence is below it was created anew.
+	known  uint64
+	wake   *waker
+	rec    segment.Record
+	loss   Loss // reported with the current record
+	lossy  bool
+	pend   Loss // learnt, not reported yet
+	pended bool
+	onLoss func(Loss)
+	err    error
+	// damage is set when err is damage confined to one segment, which SkipDamaged
+	// moves past.
+	damage bool
+	idle   func()
 	// recheck asks for the manifest to be read after the next scan of the current
 	// segment comes up empty.
 	recheck bool
-	lastNum uint64 // number of the newest segment read from, 0 before the first
-	// restarted is set when the ring was removed and created anew and the follower
-	// started over with it; reported with the next record.
+	// restarted is set when the ring was created anew and the follower started over
+	// with it; reported with the next record.
 	restarted, restartedNow bool
 }
 
 // Restarted reports whether the current record is the first one of a ring that was
-// removed and created anew (its sequence numbers start again) since the previous record.
+// created anew (its sequence numbers start again) since the previous record.
 func (f *Follower) Restarted() bool { return f.restartedNow }
 
 // OnWait sets a function the Follower calls each time it is about to wait for new
 // records, for instance to flush buffered output.
 func (f *Follower) OnWait(fn func()) { f.idle = fn }
 
-// Follow returns a Follower that starts with the records sel selects.
+// OnLoss sets a function the Follower calls with each loss as soon as it learns of it,
+// before it delivers any later record; Loss then reports nothing. Consecutive losses
+// learnt together are reported as one range.
+func (f *Follower) OnLoss(fn func(Loss)) { f.onLoss = fn }
+
+// Follow returns a Follower that starts with the records sel selects. When the ring does
+// not exist yet, it waits for it and expects every record from sequence max(sel.From, 1)
+// on.
 func (r *Ring) Follow(sel Selection) (*Follower, error) {
 	f := &Follower{r: r, wake: newWaker(r.dir.Path()), next: sel.From}
 	snap, err := r.Snapshot(sel)
@@ -67,53 +110,56 @@ func (r *Ring) Follow(sel Selection) (*Follower, error) {
 		f.wake.close()
 		return nil, err
 	default:
+		snap.end, snap.none = 0, false // a follower goes on past the newest record
 		f.snap = snap
 	}
 	return f, nil
 }
 
 // Next waits for the next record and reports whether there is one. It returns false
-// when ctx is done (Err then returns ctx.Err()) or on an error.
+// when ctx is done (Err then returns ctx.Err(); Next may be called again, with another
+// context, and goes on where it was) or on an error: damage, which SkipDamaged moves
+// past, or a manifest that cannot be read.
 func (f *Follower) Next(ctx context.Context) bool {
 	f.lossy, f.restartedNow = false, false
+	if errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded) {
+		f.err = nil
+		if f.snap != nil {
+			f.snap.err = nil
+		}
+	}
 	for f.err == nil {
 		if f.snap != nil {
+			f.snap.ctx = ctx
 			if f.snap.Next() {
+				if f.next != 0 && f.snap.filtered >= f.next {
+					f.next = f.snap.filtered + 1 // left out by Since: not lost
+				}
 				f.deliver(f.snap.Record())
 				return true
 			}
 			if f.err = f.snap.Err(); f.err != nil {
+				f.damage = f.err != ctx.Err()
 				return false
 			}
-			if f.snap.end != 0 {
-				f.next = max(f.next, f.snap.end+1)
-			}
-			f.next = max(f.next, f.snap.seen+1, f.snap.floor)
-			if n := len(f.snap.segs); n > 0 {
-				f.lastNum = f.snap.segs[n-1].num
-			}
-			f.snap.Close()
-			f.snap = nil
+			f.endSnapshot()
+			continue
 		}
-		if f.sc != nil {
-			if f.sc.Next() {
-				r := f.sc.Record()
-				if r.Seq < f.next {
-					continue
-				}
-				f.deliver(r)
+		if f.cur != nil && !f.curDone {
+			if f.read(ctx) {
 				return true
 			}
-			if f.err = f.sc.Err(); f.err != nil {
+			if f.err != nil {
 				return false
 			}
 		}
-		// A segment is finished when it is sealed and read to its end. A segment that
-		// is still unsealed although the manifest, read after a fresh scan, lists a
-		// newer one was abandoned by a producer that died and lost its file.
-		if f.sc == nil || f.sc.Done() || f.recheck {
+		if err := ctx.Err(); err != nil {
+			f.err = err
+			return false
+		}
+		if f.cur == nil || f.curDone || f.recheck {
 			f.recheck = false
-			moved, err := f.advance()
+			moved, err := f.advance(ctx)
 			if err != nil {
 				f.err = err
 				return false
@@ -122,6 +168,7 @@ func (f *Follower) Next(ctx context.Context) bool {
 				continue
 			}
 		}
+		f.flushLoss()
 		if f.idle != nil {
 			f.idle()
 		}
@@ -135,20 +182,99 @@ func (f *Follower) Next(ctx context.Context) bool {
 	return false
 }
 
+// endSnapshot moves from the snapshot to following: the next record expected is the one
+// after what the snapshot scanned, or, when nothing was expected, the ring's next.
+func (f *Follower) endSnapshot() {
+	s := f.snap
+	if s.seen > 0 {
+		f.next = max(f.next, s.seen+1)
+	}
+	if f.next == 0 {
+		f.next = max(s.floor, 1)
+	}
+	f.known = max(f.known, s.floor, s.seen+1)
+	s.Close()
+	f.snap = nil
+}
+
+// read delivers the next record of the current segment, if there is one now.
+func (f *Follower) read(ctx context.Context) bool {
+	c := f.c
+	c.ctx = ctx
+	// Records before the next one expected were delivered or passed over already.
+	if !c.skipTo(ctx, f.next) {
+		return false
+	}
+	if c.next(true) {
+		f.deliver(c.Record())
+		return true
+	}
+	if err := c.Err(); err != nil {
+		f.damaged(err)
+		return false
+	}
+	f.known = max(f.known, c.NextSeq())
+	if c.Done() {
+		f.curDone = true
+		f.cur.release()
+	}
+	return false
+}
+
+// damaged stops the follower on damage in the current segment, which it reads no more.
+func (f *Follower) damaged(err error) {
+	f.err, f.damage = err, true
+	f.curDone = true
+	f.cur.release()
+}
+
 // deliver makes r the current record, noting any gap before it.
 func (f *Follower) deliver(r segment.Record) {
-	f.restartedNow, f.restarted = f.restarted, false
 	if f.next != 0 && r.Seq > f.next {
-		f.loss, f.lossy = Loss{From: f.next, To: r.Seq - 1}, true
+		f.lost(r.Seq - 1)
 	}
+	if f.pended {
+		if f.onLoss != nil {
+			f.onLoss(f.pend)
+		} else {
+			f.loss, f.lossy = f.pend, true
+		}
+		f.pended = false
+	}
+	f.restartedNow, f.restarted = f.restarted, false
 	f.next = r.Seq + 1
+	f.known = max(f.known, f.next)
 	f.rec = r
 }
 
-// advance opens the next segment to read: the first one in the manifest after the
-// current one that may hold f.next or later records. It reports whether there is
-// something to read: it moved, or the current segment turned out to be sealed.
-func (f *Follower) advance() (bool, error) {
+// lost notes that the records from f.next to to will never be delivered, and moves
+// f.next past them.
+func (f *Follower) lost(to uint64) {
+	if f.next == 0 || to < f.next {
+		return
+	}
+	if f.pended {
+		f.pend.To = to // f.next was f.pend.To + 1
+	} else {
+		f.pend, f.pended = Loss{From: f.next, To: to}, true
+	}
+	f.next = to + 1
+}
+
+// flushLoss reports a loss learnt while no record follows it yet, to OnLoss.
+func (f *Follower) flushLoss() {
+	if f.pended && f.onLoss != nil {
+		f.onLoss(f.pend)
+		f.pended = false
+	}
+}
+
+// advance reads the manifest and opens the segment that holds the next record expected,
+// or the first one after it (the records in between are lost), noting as lost the
+// records of listed segments found gone. It reports whether there is something to read
+// now: it moved to another segment, or the current one was sealed and may hold records
+// not read yet. It starts over when the ring was created anew.
+func (f *Follower) advance(ctx context.Context) (bool, error) {
 	if f.replaced() {
 		if err := f.reopen(); err != nil {
 			return false, nil // not there (yet): keep waiting
@@ -161,37 +287,94 @@ func (f *Follower) advance() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if n := len(m.Segments); n > 0 && m.Segments[n-1].Number() < f.lastNum {
-		// Segment numbers went backwards: the ring was created anew in place.
+	if f.cur != nil && !f.curDone && f.cur.sealedNow() {
+		// The producer seals a segment before it lists a newer one: read this one to
+		// its end first.
+		return true, nil
+	}
+	if f.anew(ctx, m) {
 		f.startOver()
 	}
-	if f.sc != nil && !f.sc.Done() {
-		// The current segment is not finished. The producer seals a segment before it
-		// lists a newer one, so if it is sealed now, it may hold records not read yet:
-		// read them first. Only a segment still unsealed now was abandoned.
-		if sealed, err := segment.Sealed(f.cur.b); err != nil || sealed {
-			return true, nil
-		}
+	f.known = max(f.known, m.NextSeq())
+	if hot, ok := m.Hot(); ok {
+		f.known = max(f.known, hot.FirstSeq)
 	}
 	for _, e := range m.Segments {
-		if f.cur != nil && e.Number() <= f.cur.num {
+		if e.Sealed && e.LastSeq < f.next {
 			continue
 		}
-		if f.next != 0 && e.Sealed && e.LastSeq < f.next {
+		if f.isCur(e) {
+			f.cur.entry = e
+			if !f.curDone || !e.Sealed {
+				// Reading it, or waiting for a damaged hot segment to be sealed, to
+				// learn how many of its records are lost.
+				return false, nil
+			}
+			f.lost(e.LastSeq)
 			continue
 		}
-		s, err := f.r.open(m, e)
-		if errors.Is(err, unix.ENOENT) {
-			continue // taken or removed; its records show up as a loss
+		f.lost(e.FirstSeq - 1)
+		s, err := f.r.open(e, m.SegmentSize)
+		if err == errMissing {
+			if !e.Sealed {
+				return false, nil // the hot segment's file is gone: wait for the manifest to say more
+			}
+			f.lost(e.LastSeq) // taken or retired
+			continue
 		}
 		if err != nil {
 			return false, err
 		}
+		// Another segment: the current one, if any, is finished or was abandoned (a
+		// hot segment no longer listed, left by a producer that stopped or died).
 		f.cur.close()
-		f.cur, f.sc, f.lastNum = s, s.scanner(), s.num
+		f.cur, f.c, f.curDone = s, nil, false
+		if s.damage == nil {
+			f.c, s.damage = newCursor(s)
+		}
+		if s.damage != nil {
+			f.curDone, f.damage = true, true
+			return false, s.damage
+		}
 		return true, nil
 	}
 	return false, nil
+}
+
+// isCur reports whether e lists the segment the follower holds.
+func (f *Follower) isCur(e segment.Entry) bool {
+	return f.cur != nil && e.Number() == f.cur.num && (f.cur.f == nil || f.cur.is(f.r.dir, e.Name))
+}
+
+// anew reports whether the ring of manifest m was created anew: its next sequence number
+// is below what the follower already saw it reach. The next sequence number is the last
+// sealed segment's last plus one, or the hot segment's first plus its records; the hot
+// segment is scanned for that only when its first sequence is below what the follower
+// saw and it is not the segment the follower is reading.
+func (f *Follower) anew(ctx context.Context, m *segment.Manifest) bool {
+	hot, ok := m.Hot()
+	if !ok {
+		return m.NextSeq() < f.known
+	}
+	if hot.FirstSeq >= f.known || f.isCur(hot) {
+		return false
+	}
+	s, err := f.r.open(hot, m.SegmentSize)
+	if err != nil {
+		return false // gone, or out of descriptors: cannot tell now
+	}
+	defer s.close()
+	if s.damage != nil {
+		return false
+	}
+	c, err := newCursor(s)
+	if err != nil {
+		return false
+	}
+	if !c.skipTo(ctx, f.known) {
+		return false // cannot tell yet; the next look will
+	}
+	return c.NextSeq() < f.known
 }
 
 // replaced reports whether the ring directory's path now names another directory than
@@ -220,35 +403,53 @@ func (f *Follower) reopen() error {
 	return nil
 }
 
-// startOver forgets the position in a ring that no longer exists.
+// startOver forgets the position in a ring that no longer exists, and what was lost in
+// it, and expects the new ring's records from its first.
 func (f *Follower) startOver() {
 	f.cur.close()
-	f.cur, f.sc, f.lastNum = nil, nil, 0
-	f.next = 1
+	f.cur, f.c, f.curDone = nil, nil, false
+	f.next, f.known = 1, 0
+	f.pended = false
 	f.restarted = true
 }
 
 // Record returns the current record. Its Data is valid until the next call to Next.
 func (f *Follower) Record() segment.Record { return f.rec }
 
-// Loss reports the records lost just before the current one, if any.
+// Loss reports the records lost just before the current one, if any. With OnLoss set,
+// it reports nothing: losses go to that function.
 func (f *Follower) Loss() (Loss, bool) { return f.loss, f.lossy }
 
-// SkipDamaged moves past the rest of a damaged segment after Next stopped on a
-// *segment.CorruptionError; the next call to Next goes on with the next segment, and the
-// records skipped are reported by Loss. It reports whether there was such an error.
+// SkipDamaged moves past the rest of a damaged segment after Next stopped on damage (a
+// *segment.CorruptionError, or an error naming a listed segment that is not a regular
+// file or cannot be opened); the next call to Next goes on with the next segment,
+// and the records skipped are reported as lost. It reports whether there was such an
+// error to move past: a cancelled context or a manifest that cannot be read is not one.
 func (f *Follower) SkipDamaged() bool {
-	var ce *segment.CorruptionError
-	if !errors.As(f.err, &ce) {
+	if f.err == nil || !f.damage {
 		return false
 	}
-	f.err = nil
+	f.err, f.damage = nil, false
 	if f.snap != nil {
+		if seg := f.snap.current(); seg != nil {
+			if f.next == 0 {
+				f.next = seg.entry.FirstSeq // its records are lost: none were expected before
+			}
+			if seg.entry.Sealed {
+				f.lost(seg.entry.LastSeq)
+			} else {
+				// Hold a damaged hot segment as the current one, done with: the
+				// follower knows it when the manifest lists it again, reads no more
+				// of it, and learns how many of its records are lost once it is
+				// sealed.
+				f.cur.close()
+				f.cur, f.c, f.curDone = seg, nil, true
+				f.snap.segs[f.snap.i] = nil
+				seg.release()
+			}
+		}
 		f.snap.SkipDamaged()
-		return true
 	}
-	// Leave the damaged segment: advance opens the next one after it.
-	f.sc = nil
 	return true
 }
 

@@ -6,11 +6,41 @@
 // Records are read from shared read-only mappings of the segment files, with no system
 // call per record. A reader copies each record out of the mapping before it checks the
 // record's CRC, so what it returns is what it checked.
+//
+// # Damage
+//
+// Every reader here treats damage the same way (docs/FORMAT.md, "Damage: what a reader
+// delivers"): damage costs at most the segment it is in, and is reported, never hidden.
+//
+//   - Segment-level damage (a listed file that is not a regular file or cannot be opened,
+//     has the wrong size, a bad header, a header that disagrees with the manifest, an
+//     impossible sealed or committed word, or is listed sealed while its sealed word is
+//     0): no record of the segment is delivered. The error is a *segment.CorruptionError
+//     naming the file and the offset of the bad field, or, for a file that cannot be
+//     opened as a segment, an error whose message starts with the file's path and that
+//     wraps the *os.PathError of the open.
+//   - Record-level damage at an offset (a record that breaks the record rules below the
+//     committed word, or, in a segment listed sealed, a record beyond the manifest's
+//     last_seq or records that end before it): the records before it are delivered, the
+//     rest of the segment is skipped. The error is a *segment.CorruptionError.
+//
+// Readers stop on such an error (Next returns false, Err returns it); SkipDamaged goes on
+// with the next segment. A listed segment that is missing was taken or retired: snapshots
+// skip it silently, followers report its records as lost.
+//
+// # Memory
+//
+// What a reader holds is bounded by what it reads, never by a size read from a file:
+// segments are opened and checked through a 64-byte read of their header, mapped only when
+// their records are read, and read through a ringdir.View, which keeps at most three
+// windows (ringdir.ReadWindow) of a mapping resident.
 package watch
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"time"
 
@@ -23,13 +53,14 @@ import (
 // ErrNoRing means the directory holds no ring (no manifest).
 var ErrNoRing = ringdir.ErrNoRing
 
-// maxRetries bounds how often a reader starts over because the producer replaced the
-// manifest while it was opening segments. Each retry needs a roll to happen within the
-// few microseconds it takes to open the segments, so a handful always suffices.
+// maxRetries bounds how often a reader starts over because the producer retired segments
+// while it was opening them. Each retry needs a roll to happen within the time it takes
+// to open the segments, so a handful always suffices; after that the reader keeps what it
+// opened.
 const maxRetries = 100
 
 // Ring is a read-only handle on a ring directory. It is safe for concurrent use; the
-// scanners it returns are not.
+// snapshots, followers and takers it returns are not.
 type Ring struct {
 	dir *ringdir.Dir
 }
@@ -44,7 +75,8 @@ func Open(path string) (*Ring, error) {
 	return &Ring{dir: d}, nil
 }
 
-// Close releases the ring. Scanners obtained from it must be closed first.
+// Close releases the ring. Snapshots, followers and takers obtained from it must be
+// closed first.
 func (r *Ring) Close() error { return r.dir.Close() }
 
 // Path returns the ring directory's path.
@@ -59,11 +91,12 @@ func (r *Ring) Manifest() (*segment.Manifest, error) { return r.dir.ReadManifest
 type Selection struct {
 	Last  int       // when > 0, only the last Last records
 	From  uint64    // when > 0, only records with sequence >= From
-	Since time.Time // when not zero, only records appended at or after Since
+	Since time.Time // when not zero, only records appended at or after Since; the zero value filters nothing (records may have any time, negative ones included)
 }
 
 // Loss describes records a follower will never see: they were overwritten by the ring,
-// or taken by a taker, before the follower reached them.
+// taken by a taker, or skipped because they were damaged, before the follower reached
+// them.
 type Loss struct {
 	From, To uint64 // inclusive range of lost sequence numbers
 }
@@ -75,69 +108,199 @@ func (l Loss) String() string {
 	return fmt.Sprintf("lost %d records (%d to %d)", l.Count(), l.From, l.To)
 }
 
-// openSegment is a segment file held open and mapped read-only.
+// openSegment is a listed segment file held open. It is mapped only when its records are
+// read. damage is set when the segment has segment-level damage: then nothing of it is
+// read, and f may be nil.
 type openSegment struct {
-	entry segment.Entry
-	num   uint64
-	path  string
-	f     *os.File
-	b     []byte
-	hdr   segment.Header
-
-	resume *resumeAt // where a snapshot starts reading it, when not at the beginning
+	entry    segment.Entry // as listed, or made from its header for a taker
+	num      uint64
+	path     string
+	f        *os.File
+	dev, ino uint64
+	size     int64
+	hdr      segment.Header
+	v        *ringdir.View // nil until mapped
+	b        []byte        // v's bytes
+	// committed is the committed word when the header was checked: the end of the
+	// records of a segment sealed then.
+	committed int64
+	damage    error
 }
 
-// open opens and maps the segment e of manifest m and checks its header against m. An
-// error wrapping unix.ENOENT means the file is gone.
-func (r *Ring) open(m *segment.Manifest, e segment.Entry) (*openSegment, error) {
+// errMissing is what open returns for a listed segment whose file is gone.
+var errMissing = errors.New("segment missing")
+
+// open opens the segment e of a ring whose segments are size bytes and checks it against
+// e, reading only its header. It returns errMissing when the file is gone, an error for a
+// failure that is not the segment's (out of descriptors), and otherwise an openSegment,
+// with damage set when the segment is damaged.
+func (r *Ring) open(e segment.Entry, size int64) (*openSegment, error) {
+	s := &openSegment{entry: e, num: e.Number(), path: r.dir.Join(e.Name), size: size}
 	f, err := r.dir.OpenFile(e.Name, unix.O_RDONLY, 0)
-	if err != nil {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, errMissing
+	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM):
 		return nil, err
+	case err != nil:
+		s.damage = &fileError{path: s.path, err: err}
+		return s, nil
 	}
-	return r.mapSegment(f, e, m.SegmentSize)
-}
-
-// mapSegment maps f, which must hold the segment described by e, and checks its header.
-// It takes ownership of f.
-func (r *Ring) mapSegment(f *os.File, e segment.Entry, size int64) (*openSegment, error) {
-	s := &openSegment{entry: e, num: e.Number(), path: f.Name(), f: f}
-	fail := func(err error) (*openSegment, error) {
-		s.close()
-		return nil, err
-	}
-	n, err := ringdir.FileSize(f)
-	if err != nil {
-		return fail(err)
-	}
-	if n != size {
-		return fail(&segment.CorruptionError{Path: s.path, Offset: 0,
-			Err: fmt.Errorf("%w: file is %d bytes, ring segments are %d", segment.ErrHeader, n, size)})
-	}
-	if s.b, err = ringdir.Map(f, size, false); err != nil {
-		return fail(err)
-	}
-	h, err := segment.ParseHeader(s.b)
-	if err == nil && (h.Size != size || h.Number != s.num || h.FirstSeq != e.FirstSeq) {
-		err = fmt.Errorf("%w: header says segment %d, first sequence %d, size %d; manifest says %d, %d, %d",
-			segment.ErrHeader, h.Number, h.FirstSeq, h.Size, s.num, e.FirstSeq, size)
-	}
-	if err != nil {
-		return fail(&segment.CorruptionError{Path: s.path, Offset: 0, Err: err})
-	}
-	s.hdr = h
+	s.f = f
+	s.hdr, s.damage = s.check(&e)
 	return s, nil
 }
 
+// fileError reports a listed segment that cannot be opened as a segment at all: it is
+// not a regular file (a symbolic link, a FIFO, a directory) or cannot be opened. Its
+// message names the file first, as every damage report does.
+type fileError struct {
+	path string
+	err  error // from the open: an *os.PathError
+}
+
+func (e *fileError) Error() string {
+	var pe *os.PathError
+	if errors.As(e.err, &pe) {
+		return e.path + ": " + pe.Err.Error()
+	}
+	return e.path + ": " + e.err.Error()
+}
+
+func (e *fileError) Unwrap() error { return e.err }
+
+// check reads the header of the open file s.f, whose size must be s.size, and checks it:
+// against e when e is not nil (the manifest's entry), and in any case against the segment
+// number s.num. It records the file's identity. Errors are *segment.CorruptionError
+// naming the offset of the bad field.
+func (s *openSegment) check(e *segment.Entry) (segment.Header, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(s.f.Fd()), &st); err != nil {
+		return segment.Header{}, &os.PathError{Op: "stat", Path: s.path, Err: err}
+	}
+	s.dev, s.ino = st.Dev, st.Ino
+	if st.Size != s.size {
+		kind := segment.ErrShort
+		if st.Size > s.size {
+			kind = segment.ErrHeader
+		}
+		return segment.Header{}, &segment.CorruptionError{Path: s.path, Offset: min(st.Size, s.size),
+			Err: fmt.Errorf("%w: file is %d bytes, ring segments are %d", kind, st.Size, s.size)}
+	}
+	var hdr [segment.HeaderSize]byte
+	if n, err := s.f.ReadAt(hdr[:], 0); n < len(hdr) {
+		return segment.Header{}, &segment.CorruptionError{Path: s.path, Offset: int64(n),
+			Err: fmt.Errorf("%w: header: %v", segment.ErrShort, err)}
+	}
+	s.committed = int64(binary.LittleEndian.Uint64(hdr[segment.OffCommitted:]))
+	return checkHeader(s.path, hdr[:], s.size, s.num, e)
+}
+
+// checkHeader checks a segment header: its own rules, its size against size, its number
+// against num, and, when e is not nil, its first sequence and sealed word against the
+// manifest's entry. It also checks the sealed and committed words as they are now.
+func checkHeader(path string, b []byte, size int64, num uint64, e *segment.Entry) (segment.Header, error) {
+	h, err := segment.ParseHeader(b)
+	if err != nil {
+		return h, &segment.CorruptionError{Path: path, Offset: headerFieldOffset(b, err), Err: err}
+	}
+	bad := func(off int64, format string, args ...any) (segment.Header, error) {
+		return h, &segment.CorruptionError{Path: path, Offset: off,
+			Err: fmt.Errorf("%w: "+format, append([]any{segment.ErrHeader}, args...)...)}
+	}
+	le := binary.LittleEndian
+	sealed, committed := le.Uint64(b[segment.OffSealed:]), le.Uint64(b[segment.OffCommitted:])
+	switch {
+	case h.Size != size:
+		return bad(16, "header says segment size %d, ring segments are %d", h.Size, size)
+	case h.Number != num:
+		return bad(24, "header says segment %d, the name says %d", h.Number, num)
+	case e != nil && h.FirstSeq != e.FirstSeq:
+		return bad(32, "header says first sequence %d, the manifest says %d", h.FirstSeq, e.FirstSeq)
+	case sealed > 1:
+		return bad(segment.OffSealed, "sealed word %#x", sealed)
+	case e != nil && e.Sealed && sealed == 0:
+		return bad(segment.OffSealed, "the manifest lists it sealed, its sealed word is 0")
+	case committed < segment.HeaderSize || committed > uint64(size) || committed%segment.Align != 0:
+		return bad(segment.OffCommitted, "committed word %d outside %d..%d or not a multiple of 8", committed, segment.HeaderSize, size)
+	}
+	return h, nil
+}
+
+// headerFieldOffset returns the offset of the field of header b that ParseHeader's err
+// is about.
+func headerFieldOffset(b []byte, err error) int64 {
+	le := binary.LittleEndian
+	switch {
+	case errors.Is(err, segment.ErrShort), errors.Is(err, segment.ErrBadMagic):
+		return 0
+	case errors.Is(err, segment.ErrVersion):
+		return 8
+	case crc32.ChecksumIEEE(b[16:segment.OffSealed]) != le.Uint32(b[12:]):
+		return 12
+	case !segment.ValidSize(int64(le.Uint64(b[16:]))):
+		return 16
+	}
+	if n := le.Uint64(b[24:]); n == 0 || n > segment.MaxNumber {
+		return 24
+	}
+	return 32
+}
+
+// mapped maps the segment, once. An error (the file shrank since it was checked) is a
+// *segment.CorruptionError.
+func (s *openSegment) mapped() error {
+	if s.v != nil {
+		return nil
+	}
+	if n, err := ringdir.FileSize(s.f); err != nil {
+		return err
+	} else if n < s.size {
+		return &segment.CorruptionError{Path: s.path, Offset: n,
+			Err: fmt.Errorf("%w: file is now %d bytes, ring segments are %d", segment.ErrShort, n, s.size)}
+	}
+	v, err := ringdir.MapView(s.f, s.size)
+	if err != nil {
+		return err
+	}
+	s.v, s.b = v, v.Bytes()
+	return nil
+}
+
+// scanner returns a scanner over the mapped segment.
 func (s *openSegment) scanner() *segment.Scanner { return segment.NewScanner(s.path, s.b, s.hdr) }
+
+// sealedNow loads the sealed word of the mapped segment.
+func (s *openSegment) sealedNow() bool {
+	sealed, err := segment.Sealed(s.b)
+	return err == nil && sealed
+}
+
+// is reports whether the file named name in d is the file s holds open.
+func (s *openSegment) is(d *ringdir.Dir, name string) bool {
+	var st unix.Stat_t
+	if s.f == nil || unix.Fstatat(d.Fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	return st.Dev == s.dev && st.Ino == s.ino
+}
+
+// release drops the pages of the segment's mapping from the page tables.
+func (s *openSegment) release() {
+	if s != nil && s.v != nil {
+		s.v.Release()
+	}
+}
 
 func (s *openSegment) close() {
 	if s == nil {
 		return
 	}
-	ringdir.Unmap(s.b)
-	s.b = nil
+	s.v.Close()
+	s.v, s.b = nil, nil
 	if s.f != nil {
 		s.f.Close()
+		s.f = nil
 	}
 }
 
@@ -147,46 +310,26 @@ func closeAll(segs []*openSegment) {
 	}
 }
 
-// openSet reads the manifest and opens the segments of it that pick selects, all before
-// reading any, so that the set is consistent. A listed segment that is missing makes it
-// read the manifest again: if the manifest changed it starts over, otherwise the segment
-// was taken or removed and is skipped.
-func (r *Ring) openSet(pick func(m *segment.Manifest) []segment.Entry) (*segment.Manifest, []*openSegment, error) {
-	for attempt := 0; ; attempt++ {
-		m, err := r.dir.ReadManifest()
-		if err != nil {
-			return nil, nil, err
-		}
-		segs, changed, err := r.openEntries(m, pick(m), attempt < maxRetries)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !changed {
-			return m, segs, nil
+// stillListed reports whether the segments named missing, found missing while opening
+// the segments manifest m lists, were taken, not retired: the manifest was not replaced
+// since m, or still lists them all. It reads the manifest once more.
+func (r *Ring) stillListed(m *segment.Manifest, missing []string) bool {
+	now, err := r.dir.ReadManifest()
+	if err != nil {
+		return false
+	}
+	if now.Generation == m.Generation {
+		return true
+	}
+	want := make(map[string]bool, len(missing))
+	for _, n := range missing {
+		want[n] = true
+	}
+	found := 0
+	for _, e := range now.Segments {
+		if want[e.Name] {
+			found++
 		}
 	}
-}
-
-// openEntries opens entries of m. When a file is missing and recheck is set, it reports
-// changed if the manifest was replaced meanwhile (having closed what it opened).
-func (r *Ring) openEntries(m *segment.Manifest, entries []segment.Entry, recheck bool) ([]*openSegment, bool, error) {
-	segs := make([]*openSegment, 0, len(entries))
-	for _, e := range entries {
-		s, err := r.open(m, e)
-		if errors.Is(err, unix.ENOENT) {
-			if recheck {
-				if now, merr := r.dir.ReadManifest(); merr != nil || now.Generation != m.Generation {
-					closeAll(segs)
-					return nil, true, nil
-				}
-			}
-			continue
-		}
-		if err != nil {
-			closeAll(segs)
-			return nil, false, err
-		}
-		segs = append(segs, s)
-	}
-	return segs, false, nil
+	return found == len(want)
 }

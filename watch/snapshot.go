@@ -1,7 +1,9 @@
 package watch
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"slices"
 
 	"github.com/filering/filering/segment"
 )
@@ -12,260 +14,399 @@ import (
 //	snap, err := ring.Snapshot(watch.Selection{Last: 1000})
 //	if err != nil { ... }
 //	defer snap.Close()
-//	for snap.Next() {
-//		r := snap.Record()
+//	for {
+//		for snap.Next() {
+//			r := snap.Record()
+//		}
+//		err := snap.Err()
+//		if !snap.SkipDamaged() {
+//			break // the end (err is nil), or an error that ends the read
+//		}
+//		log.Print(err) // damage: report it and go on
 //	}
-//	if err := snap.Err(); err != nil { ... }
 //
 // The set of segments is fixed when Snapshot returns; the producer may go on appending
 // and rolling meanwhile. A snapshot with a Last selection ends at the record that was
 // newest when Snapshot returned; others also return records appended to the hot
-// segment while they are read. A Snapshot is not safe for concurrent use.
+// segment while they are read. Sequence numbers strictly increase. Segments are mapped
+// one at a time, as they are read, and closed once read. A Snapshot is not safe for
+// concurrent use.
 type Snapshot struct {
 	segs  []*openSegment
-	i     int
-	sc    *segment.Scanner
-	start uint64 // first sequence to deliver
-	end   uint64 // last sequence to deliver; 0 for no limit
-	since int64
-	seen  uint64 // highest sequence number scanned, delivered or not
-	floor uint64 // the ring's next sequence number as the manifest showed it
-	rec   segment.Record
-	err   error
+	i     int     // the segment being read, or next to be
+	cur   *cursor // over segs[i]; nil before it is started
+	keep  bool    // a counting pass: segments read are released, not closed
+	start uint64  // first sequence to deliver
+	end   uint64  // last sequence to deliver; 0 for no limit
+	none  bool    // deliver nothing (a Last selection of a ring with no record)
+	// first is the first segment the selection reads; those before it are passed over
+	// unread, damaged or not. With skip set (Since and Last), the sealed segments that
+	// end before start are passed over too, unless skip holds them: they are damaged,
+	// and the damage must be reported.
+	first    int
+	skip     bool
+	damaged  map[int]bool
+	since    int64
+	filter   bool      // since applies
+	resume   *resumeAt // where the scan of one segment starts, when not at its beginning
+	seen     uint64    // highest sequence number scanned, delivered or not
+	filtered uint64    // highest sequence number scanned and left out by Since
+	prev     uint64    // the last sequence delivered
+	floor    uint64    // the ring's next sequence number as the manifest showed it
+	rec      segment.Record
+	err      error
+	// ctx, when set (by a Follower), is looked at every stopEvery records passed over
+	// without delivering one: Next then returns false with ctx.Err(), and may be called
+	// again.
+	ctx context.Context
 }
 
-// Snapshot opens the records sel selects. Records a taker removed are skipped.
+// Snapshot opens the records sel selects. Records a taker removed are skipped. It fails
+// only when the ring cannot be read as a whole (no ring, a manifest that is not valid);
+// damage to a segment is reported by Next and Err when the read reaches it.
+//
+// A Last selection counts the records a reader delivers: records of missing segments,
+// and records skipped because of damage, do not count. To find where the last N start,
+// Snapshot reads the newest segments once before Next reads them again.
 func (r *Ring) Snapshot(sel Selection) (*Snapshot, error) {
-	// For a Last selection only the newest segments are opened. When some of those
-	// turn out to be gone (taken), open further back, by as many as were missing.
-	var m *segment.Manifest
-	var segs []*openSegment
-	for extra := 0; ; {
-		var picked int
-		var err error
-		m, segs, err = r.openSet(func(m *segment.Manifest) []segment.Entry {
-			es := pick(m, sel, extra)
-			picked = len(es)
-			return es
-		})
-		if err != nil {
-			return nil, err
-		}
-		missing := picked - len(segs)
-		if missing == 0 || sel.Last == 0 || picked >= len(m.Segments) || extra >= len(m.Segments) {
-			break
-		}
-		closeAll(segs)
-		extra += missing
+	s := &Snapshot{start: max(sel.From, 1)}
+	if !sel.Since.IsZero() {
+		s.since, s.filter = sel.Since.UnixNano(), true
 	}
-	s := &Snapshot{segs: segs, start: max(sel.From, 1), floor: m.NextSeq()}
+	var m *segment.Manifest
+	var err error
+	if sel.Last > 0 && !s.filter {
+		m, err = r.openLast(s, uint64(sel.Last))
+	} else {
+		m, s.segs, err = r.openSet(sel.From)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.floor = m.NextSeq()
 	if hot, ok := m.Hot(); ok {
 		s.floor = hot.FirstSeq
 	}
-	if !sel.Since.IsZero() {
-		s.since = sel.Since.UnixNano()
-	}
-	if sel.Last > 0 && sel.Since.IsZero() {
-		if err := s.bound(m, uint64(sel.Last)); err != nil {
-			s.Close()
-			return nil, err
-		}
-	}
-	if sel.Last > 0 && !sel.Since.IsZero() {
+	if sel.Last > 0 && s.filter {
 		s.keepLast(sel.Last)
 	}
 	return s, nil
 }
 
-// pick returns the entries of m a selection may need, oldest first: for a Last
-// selection, the hot segment and enough sealed ones before it to hold Last records,
-// and extra more.
-func pick(m *segment.Manifest, sel Selection, extra int) []segment.Entry {
-	es := m.Segments
-	if sel.From > 0 {
-		for len(es) > 0 && es[0].Sealed && es[0].LastSeq < sel.From {
+// openLast opens the newest segments holding the last n records from s.start on, and
+// sets where delivery starts and ends. It opens segments newest first until the
+// manifest's counts cover n (a hot segment counting for nothing), all before reading
+// any; then it counts the records of each, newest first, reading them as Next will
+// (damage ends a segment's count where it ends its delivery); when damage leaves the
+// count short, it opens older segments and counts on. It keeps the offsets of the last
+// records of the segment where delivery starts (up to 1<<16), so that Next resumes there.
+func (r *Ring) openLast(s *Snapshot, n uint64) (*segment.Manifest, error) {
+	from := s.start
+	for attempt := 0; ; attempt++ {
+		s.start, s.end, s.resume = from, 0, nil
+		m, err := r.dir.ReadManifest()
+		if err != nil {
+			return nil, err
+		}
+		es := m.Segments
+		for len(es) > 0 && es[0].Sealed && es[0].LastSeq < s.start {
 			es = es[1:]
 		}
-	}
-	if sel.Last > 0 && sel.Since.IsZero() {
-		var n uint64
-		i := len(es) - 1
-		for ; i > 0; i-- {
-			if e := es[i]; e.Sealed {
-				n += e.LastSeq - e.FirstSeq + 1
+		var segs []*openSegment // newest first
+		var missing []string
+		fail := func(err error) (*segment.Manifest, error) {
+			closeAll(segs)
+			return nil, err
+		}
+		i := len(es) - 1 // the next entry to open, walking back
+		var counted int  // segs[:counted] are counted
+		var have uint64  // records they hold from s.start on
+		var res *resumeAt
+		found := false
+		for !found && (counted < len(segs) || i >= 0) {
+			// Open back until the manifest's counts cover what is still needed.
+			var listed uint64
+			for ; i >= 0 && have+listed < n; i-- {
+				seg, err := r.open(es[i], m.SegmentSize)
+				if err == errMissing {
+					missing = append(missing, es[i].Name)
+					continue
+				}
+				if err != nil {
+					return fail(err)
+				}
+				segs = append(segs, seg)
+				if seg.damage == nil && es[i].Sealed {
+					listed += es[i].LastSeq - max(es[i].FirstSeq, s.start) + 1
+				}
 			}
-			if n >= uint64(sel.Last) {
-				break
+			// Count, newest first.
+			for ; counted < len(segs) && !found; counted++ {
+				c, at, end := s.count(segs[counted], n-have)
+				if s.end == 0 {
+					s.end = end
+				}
+				have += c
+				if have >= n {
+					found, res = true, at
+					if at != nil {
+						s.start = max(s.start, at.seq)
+					}
+				}
 			}
 		}
-		es = es[max(i-extra, 0):]
+		slices.Reverse(segs)
+		s.first = 0
+		if res != nil {
+			res.seg = len(segs) - counted
+			s.first = res.seg
+		}
+		s.none = s.end == 0
+		s.segs, s.resume = segs, res
+		if len(missing) == 0 || attempt >= maxRetries || r.stillListed(m, missing) {
+			return m, nil
+		}
+		closeAll(segs)
 	}
-	return es
 }
 
-// bound limits the snapshot to the last n records of the set (and at or after s.start).
-// It scans the newest segment to learn its last sequence number, keeping the offsets of
-// its last n records so that the scan of that segment can resume where delivery starts.
-// Sequence numbers may jump between segments (a taken or lost segment), so the start is
-// found by counting records segment by segment, newest first.
-func (s *Snapshot) bound(m *segment.Manifest, n uint64) error {
-	if len(s.segs) == 0 {
-		return nil
+// count reads the records of seg from s.start on, as Next delivers them, and returns how
+// many there are, the sequence number of the newest, and, when there are at least need,
+// where the need-th from the end is. It keeps the positions of at most the last need
+// records: of records that will be delivered. Damage ends the count; Next reports it.
+func (s *Snapshot) count(seg *openSegment, need uint64) (n uint64, at *resumeAt, newest uint64) {
+	if seg.damage != nil || need == 0 {
+		return 0, nil, 0
 	}
-	last := s.segs[len(s.segs)-1]
-	sc := last.scanner()
-	offs := make([]int, 0, min(n, 1<<16))
-	var pos int // next slot of offs when it is full
-	var lastSeq, count uint64
+	c, err := newCursor(seg)
+	if err != nil {
+		return 0, nil, 0
+	}
+	defer seg.release()
+	var ring []resumeAt
+	var next int // the slot of the oldest once ring holds need
 	for {
-		// Only the records delivered are read and checked; the others are skipped.
-		off := sc.Offset()
-		if !sc.Skip() {
+		off := c.Offset()
+		if !c.next(false) {
 			break
 		}
-		lastSeq = sc.Record().Seq
-		count++
-		if uint64(len(offs)) < n && len(offs) < cap(offs) {
-			offs = append(offs, off)
-		} else {
-			offs[pos] = off
-			pos = (pos + 1) % len(offs)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	if count == 0 {
-		last.entry.LastSeq = 0
-	} else {
-		last.entry.LastSeq = lastSeq
-		s.end = lastSeq
-	}
-	// Walk back from the newest segment until n records are covered.
-	need := n
-	for i := len(s.segs) - 1; i >= 0; i-- {
-		seg := s.segs[i]
-		c := count
-		if i != len(s.segs)-1 {
-			c = seg.entry.LastSeq - seg.entry.FirstSeq + 1
-			if s.end == 0 {
-				s.end = seg.entry.LastSeq
-			}
-		}
-		if c == 0 {
+		seq := c.Record().Seq
+		if seq < s.start {
 			continue
 		}
-		if c >= need {
-			s.start = max(s.start, seg.entry.LastSeq-need+1)
+		n++
+		newest = seq
+		if uint64(len(ring)) < need {
+			ring = append(ring, resumeAt{off: off, seq: seq})
+		} else {
+			ring[next] = resumeAt{off: off, seq: seq}
+			next = (next + 1) % len(ring)
+		}
+	}
+	if n < need {
+		return n, nil, newest
+	}
+	p := ring[(next+len(ring)-int(need))%len(ring)]
+	return n, &p, newest
+}
+
+// openSet reads the manifest and opens the listed segments holding records from sequence
+// from on, and the hot one, all before reading any, so that the set is consistent.
+// Damaged segments are in the set, with their damage; missing ones are not. It costs one
+// open and one 64-byte read per segment, and one more read of the manifest when a
+// segment was missing: if the manifest was replaced meanwhile and no longer lists a
+// segment found missing (the producer retired it, so newer records exist), it starts
+// over; a segment still listed was taken, and is skipped.
+func (r *Ring) openSet(from uint64) (*segment.Manifest, []*openSegment, error) {
+	for attempt := 0; ; attempt++ {
+		m, err := r.dir.ReadManifest()
+		if err != nil {
+			return nil, nil, err
+		}
+		var segs []*openSegment
+		var missing []string
+		for _, e := range m.Segments {
+			if e.Sealed && e.LastSeq < from {
+				continue
+			}
+			s, err := r.open(e, m.SegmentSize)
+			if err == errMissing {
+				missing = append(missing, e.Name)
+				continue
+			}
+			if err != nil {
+				closeAll(segs)
+				return nil, nil, err
+			}
+			segs = append(segs, s)
+		}
+		if len(missing) == 0 || attempt >= maxRetries || r.stillListed(m, missing) {
+			return m, segs, nil
+		}
+		closeAll(segs)
+	}
+}
+
+// keepLast handles Last combined with Since: a first pass counts what passes the
+// filters, keeping the sequence numbers of the last n (memory for at most as many records
+// as are delivered), and raises the start so that only those remain.
+func (s *Snapshot) keepLast(n int) {
+	c := &Snapshot{segs: s.segs, keep: true, start: s.start, since: s.since, filter: s.filter}
+	var seqs []uint64
+	pos, total := 0, 0 // once seqs holds n, pos is the slot of the oldest
+	s.skip, s.damaged = true, map[int]bool{}
+	for {
+		for c.Next() {
+			if len(seqs) < n {
+				seqs = append(seqs, c.rec.Seq)
+			} else {
+				seqs[pos] = c.rec.Seq
+				pos = (pos + 1) % n
+			}
+			total++
+		}
+		if c.Err() == nil {
 			break
 		}
-		need -= c
+		s.damaged[c.i] = true // the real pass meets the same damage, and reports it
+		c.SkipDamaged()
 	}
-	if s.end == 0 {
-		s.start = 1 << 63 // nothing to deliver
-		return nil
+	if total == 0 {
+		s.none = true
+		return
 	}
-	// Resume the newest segment's scan at the first wanted record, if we kept its offset.
-	k := uint64(len(offs))
-	if k > 0 && lastSeq-k+1 <= s.start && s.start <= lastSeq {
-		// offs holds the offsets of records lastSeq-k+1 .. lastSeq, oldest at offs[pos].
-		idx := (pos + int(s.start-(lastSeq-k+1))) % len(offs)
-		last.resume = &resumeAt{off: offs[idx], seq: s.start}
+	if total > n {
+		s.start = max(s.start, seqs[pos])
 	}
-	return nil
+	s.end = seqs[(pos+len(seqs)-1)%len(seqs)]
 }
 
-// keepLast handles Last combined with Since: it counts what passes the filters and
-// raises the start so that only the last n remain.
-func (s *Snapshot) keepLast(n int) {
-	c := &Snapshot{segs: s.segs, start: s.start, since: s.since}
-	var seqs []uint64
-	for c.Next() {
-		seqs = append(seqs, c.rec.Seq)
-	}
-	if c.err != nil {
-		return // the real pass meets the same error
-	}
-	if len(seqs) > n {
-		s.start = seqs[len(seqs)-n]
-	}
-	if len(seqs) > 0 {
-		s.end = seqs[len(seqs)-1]
-	}
-	for _, seg := range s.segs {
-		seg.resume = nil
-	}
-}
-
-// Next advances to the next selected record and reports whether there is one.
+// Next advances to the next selected record and reports whether there is one. It
+// returns false at the end, and on damage (see Err and SkipDamaged).
 func (s *Snapshot) Next() bool {
-	for s.err == nil {
-		if s.sc == nil {
+	for n := 1; s.err == nil; n++ {
+		if s.ctx != nil && n%stopEvery == 0 && s.ctx.Err() != nil {
+			s.err = s.ctx.Err()
+			return false
+		}
+		if s.cur == nil {
 			if s.i >= len(s.segs) {
 				return false
 			}
 			seg := s.segs[s.i]
-			if seg.entry.Sealed && seg.entry.LastSeq < s.start {
-				s.i++
+			if s.i < s.first || s.skip && seg.entry.Sealed && seg.entry.LastSeq < s.start && !s.damaged[s.i] ||
+				s.end != 0 && seg.entry.FirstSeq > s.end {
+				s.finish() // outside the selection
 				continue
 			}
-			s.sc = seg.scanner()
-			if r := seg.resume; r != nil {
-				s.sc.Seek(r.off, r.seq)
-			}
-		}
-		if !s.sc.Next() {
-			if s.err = s.sc.Err(); s.err != nil {
+			if seg.damage != nil {
+				s.err = seg.damage
 				return false
 			}
-			s.sc = nil
-			s.i++
+			c, err := newCursor(seg)
+			if err != nil {
+				s.err = err
+				return false
+			}
+			if r := s.resume; r != nil && r.seg == s.i {
+				c.seek(r.off, r.seq)
+			}
+			s.cur = c
+		}
+		c := s.cur
+		c.ctx = s.ctx
+		off := c.Offset()
+		if !c.next(c.NextSeq() >= s.start) {
+			if s.err = c.Err(); s.err != nil {
+				return false
+			}
+			if c.interrupted {
+				s.err = s.ctx.Err()
+				return false
+			}
+			s.finish()
 			continue
 		}
-		r := s.sc.Record()
-		if s.end != 0 && r.Seq > s.end {
-			s.sc, s.i = nil, len(s.segs)
+		r := c.Record()
+		if r.Seq <= s.prev {
+			s.err = &segment.CorruptionError{Path: s.segs[s.i].path, Offset: int64(off),
+				Err: fmt.Errorf("%w: sequence %d after %d", segment.ErrSequence, r.Seq, s.prev)}
+			return false
+		}
+		if s.none || s.end != 0 && r.Seq > s.end {
+			s.finish()
+			s.i = len(s.segs)
 			return false
 		}
 		s.seen = r.Seq
-		if r.Seq < s.start || r.Time < s.since {
+		if r.Seq < s.start {
 			continue
 		}
+		if s.filter && r.Time < s.since {
+			s.filtered = r.Seq
+			continue
+		}
+		s.prev = r.Seq
 		s.rec = r
 		return true
 	}
 	return false
 }
 
+// finish is done with the segment being read: it closes it, or for a counting pass
+// releases its pages, and moves to the next.
+func (s *Snapshot) finish() {
+	if s.i < len(s.segs) {
+		if s.keep {
+			s.segs[s.i].release()
+		} else {
+			s.segs[s.i].close()
+		}
+	}
+	s.cur = nil
+	s.i++
+}
+
+// current returns the segment being read, or nil.
+func (s *Snapshot) current() *openSegment {
+	if s.i < len(s.segs) {
+		return s.segs[s.i]
+	}
+	return nil
+}
+
 // Record returns the current record. Its Data is valid until the next call to Next.
 func (s *Snapshot) Record() segment.Record { return s.rec }
 
-// SkipDamaged moves past the rest of a damaged segment after Next stopped on a
-// *segment.CorruptionError, so that Next goes on with the next segment. It reports
-// whether there was such an error to move past.
+// SkipDamaged moves past the rest of a damaged segment after Next stopped on damage
+// (segment-level or record-level: every error Next reports is confined to one segment),
+// so that Next goes on with the next segment. It reports whether there was such an error
+// to move past.
 func (s *Snapshot) SkipDamaged() bool {
-	var ce *segment.CorruptionError
-	if !errors.As(s.err, &ce) {
+	if s.err == nil || s.ctx != nil && s.err == s.ctx.Err() {
 		return false
 	}
-	s.err, s.sc = nil, nil
-	s.i++
+	s.err = nil
+	s.finish()
 	return true
 }
 
-// Err returns the first error met, a *segment.CorruptionError naming the file and offset
-// when the ring is damaged.
+// Err returns the error that stopped Next: a *segment.CorruptionError naming the file
+// and offset when a segment is damaged, or an error naming a listed segment that is not
+// a regular file or could not be opened (it wraps the *os.PathError of the open).
 func (s *Snapshot) Err() error { return s.err }
 
 // Close releases the segments the snapshot holds.
 func (s *Snapshot) Close() error {
 	closeAll(s.segs)
-	s.segs = nil
+	s.segs, s.cur = nil, nil
 	return nil
 }
 
-// resumeAt is where a scan of a segment starts when it is not the segment's beginning.
+// resumeAt is where the scan of segment seg of a snapshot starts when it is not the
+// segment's beginning: at offset off, where the record with sequence seq is.
 type resumeAt struct {
+	seg int
 	off int
 	seq uint64
 }

@@ -21,55 +21,93 @@ var ErrNothingToTake = errors.New("watch: no sealed segment to take")
 // (docs/FORMAT.md, "Taking"). A taker that dies after claiming a segment but before
 // finishing it leaves the claim behind unlocked; the next Take by any taker delivers that
 // segment again. So delivery is at least once across a taker crash and exactly once
-// otherwise. A Taker is not safe for concurrent use; run one per goroutine or process.
+// otherwise.
+//
+// Damage is handled as every reader here handles it (see the package documentation): a
+// claimed segment with segment-level damage delivers no record, one with record-level
+// damage delivers the records before it; Err reports the damage and SetAside moves the
+// segment out of the way, as N.damaged. A file under a segment's name that cannot even be
+// opened (a symbolic link, a FIFO) is set aside at once, by its name, and handed over as
+// a Taken that delivers nothing.
+//
+// A Taker is not safe for concurrent use; run one per goroutine or process.
 type Taker struct {
 	r    *Ring
 	wake *waker
+	size int64 // the manifest's segment size, as Take last read it; 0 without one
 }
 
 // Taker returns a Taker for the ring.
 func (r *Ring) Taker() *Taker { return &Taker{r: r} }
 
 // Taken is a segment a Taker claimed. Read its records with Next, Record and Err, then
-// call Done to delete it, or Close to give it up unfinished (it stays claimed and is
-// delivered again by the next Take).
+// call Done to delete it, SetAside if Err reports damage, or Close to give it up
+// unfinished (it stays claimed and is delivered again by the next Take).
 type Taken struct {
 	seg       *openSegment
-	sc        *segment.Scanner
-	name      string
+	c         *cursor
+	err       error  // damage found in the segment, or while reading it
+	name      string // its name now: N.taken, or N.damaged once set aside
+	aside     bool   // already set aside
 	r         *Ring
 	Redeliver bool // the segment was claimed before by a taker that died
 }
 
 // Take claims the oldest sealed segment, or a claim a dead taker left behind, and
-// returns it. It returns ErrNothingToTake when there is none.
+// returns it. It returns ErrNothingToTake when there is none. A segment found damaged is
+// returned too (its Err reports the damage). Take reads the manifest, when there is one,
+// to check what it lists about the segments it claims (as every reader does); it takes
+// segments whether the manifest lists them or not.
 func (t *Taker) Take() (*Taken, error) {
 	names, err := t.r.dir.Names()
 	if err != nil {
 		return nil, err
 	}
 	slices.Sort(names)
+	var listed []segment.Entry
+	t.size = 0
+	if m, err := t.r.dir.ReadManifest(); err == nil {
+		listed, t.size = m.Segments, m.SegmentSize
+	}
 	for _, name := range names {
-		if _, ok := segment.ParseName(name, segment.TakenSuffix); ok {
-			tk, err := t.reclaim(name)
+		if num, ok := segment.ParseName(name, segment.TakenSuffix); ok {
+			tk, err := t.reclaim(name, num, lookup(listed, num))
 			if tk != nil || err != nil {
 				return tk, err
 			}
 		}
 	}
 	for _, name := range names {
-		if _, ok := segment.ParseName(name, segment.SegmentSuffix); !ok {
+		num, ok := segment.ParseName(name, segment.SegmentSuffix)
+		if !ok {
 			continue
 		}
-		tk, sealed, err := t.claim(name)
+		tk, hot, err := t.claim(name, num, lookup(listed, num))
 		if tk != nil || err != nil {
 			return tk, err
 		}
-		if !sealed {
-			break // this is the hot segment: everything after it is newer
+		if hot {
+			break // the hot segment: everything after it is newer
 		}
 	}
 	return nil, ErrNothingToTake
+}
+
+// lookup returns the entry for segment number num in es, sorted by number, or nil.
+func lookup(es []segment.Entry, num uint64) *segment.Entry {
+	i, ok := slices.BinarySearchFunc(es, num, func(e segment.Entry, n uint64) int {
+		switch en := e.Number(); {
+		case en < n:
+			return -1
+		case en > n:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return nil
+	}
+	return &es[i]
 }
 
 // Wait blocks until something in the ring directory changes or the poll interval
@@ -91,46 +129,70 @@ func (t *Taker) Close() error {
 	return nil
 }
 
-// claim tries to take the segment file name. It returns nil without an error when the
-// segment is not sealed (sealed false), or another taker has it.
-func (t *Taker) claim(name string) (*Taken, bool, error) {
+// claim tries to take the segment file name, number num, which the manifest lists as e
+// (nil when it does not). It returns nil without an error when another taker has it, or
+// when it is hot (hot true): a segment whose header is valid, whose sealed word is 0 and
+// that the manifest does not list sealed.
+func (t *Taker) claim(name string, num uint64, e *segment.Entry) (tk *Taken, hot bool, err error) {
 	f, err := t.r.dir.OpenFile(name, unix.O_RDONLY, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return nil, true, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, false, nil
+	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM):
 		return nil, false, err
+	case err != nil:
+		return t.setAsideUnopened(name, num, err)
 	}
-	var w [8]byte
-	if _, err := f.ReadAt(w[:], segment.OffSealed); err != nil || binary.LittleEndian.Uint64(w[:]) != 1 {
+	var hdr [segment.HeaderSize]byte
+	if n, _ := f.ReadAt(hdr[:], 0); n == len(hdr) && (e == nil || !e.Sealed) {
+		if _, perr := segment.ParseHeader(hdr[:]); perr == nil && binary.LittleEndian.Uint64(hdr[segment.OffSealed:]) == 0 {
+			f.Close()
+			return nil, true, nil
+		}
+	}
+	// Sealed, or damaged: either way it is claimed, and a damaged one set aside.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, false, nil
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, true, nil
-	}
-	num, _ := segment.ParseName(name, segment.SegmentSuffix)
 	taken := segment.TakenName(num)
 	if err := t.r.dir.Rename(name, taken, true); err != nil {
 		f.Close()
 		if errors.Is(err, unix.ENOENT) {
-			return nil, true, nil // another taker, or the producer's retention, was first
+			return nil, false, nil // another taker, or the producer's retention, was first
 		}
-		return nil, true, fmt.Errorf("take %s: %w", t.r.dir.Join(name), err)
+		return nil, false, fmt.Errorf("take %s: %w", t.r.dir.Join(name), err)
 	}
-	tk, err := t.taken(f, taken, num)
-	return tk, true, err
+	return t.taken(f, taken, num, e), false, nil
+}
+
+// setAsideUnopened sets aside a file under a segment's name that cannot be opened as a
+// segment (not a regular file, or refused), by renaming it: nobody can lock it, and the
+// rename itself is the claim.
+func (t *Taker) setAsideUnopened(name string, num uint64, damage error) (*Taken, bool, error) {
+	aside := segment.Name(num)[:segment.NameDigits] + segment.DamagedSuffix
+	if err := t.r.dir.Rename(name, aside, true); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, false, nil // another taker set it aside
+		}
+		return nil, false, fmt.Errorf("%w; setting it aside failed: %v", &fileError{path: t.r.dir.Join(name), err: damage}, err)
+	}
+	damage = &fileError{path: t.r.dir.Join(name), err: damage}
+	seg := &openSegment{num: num, path: t.r.dir.Join(name), damage: damage}
+	return &Taken{seg: seg, err: damage, name: aside, aside: true, r: t.r}, false, nil
 }
 
 // reclaim takes over a claim whose taker died: its lock is free.
-func (t *Taker) reclaim(name string) (*Taken, error) {
+func (t *Taker) reclaim(name string, num uint64, e *segment.Entry) (*Taken, error) {
 	f, err := t.r.dir.OpenFile(name, unix.O_RDONLY, 0)
-	if errors.Is(err, unix.ENOENT) {
+	switch {
+	case errors.Is(err, unix.ENOENT):
 		return nil, nil
-	}
-	if err != nil {
+	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM):
 		return nil, err
+	case err != nil:
+		tk, _, err := t.setAsideUnopened(name, num, err)
+		return tk, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
@@ -143,48 +205,64 @@ func (t *Taker) reclaim(name string) (*Taken, error) {
 		f.Close()
 		return nil, nil
 	}
-	num, _ := segment.ParseName(name, segment.TakenSuffix)
-	tk, err := t.taken(f, name, num)
-	if tk != nil {
-		tk.Redeliver = true
-	}
-	return tk, err
+	tk := t.taken(f, name, num, e)
+	tk.Redeliver = true
+	return tk, nil
 }
 
-// taken maps a claimed segment. Its first sequence number comes from its own header:
-// the manifest may no longer list it.
-func (t *Taker) taken(f *os.File, name string, num uint64) (*Taken, error) {
+// taken checks a claimed segment, open and locked as f, number num, now named name,
+// which the manifest lists as e (nil when it does not). Its size and first sequence come
+// from its own header, checked against e when there is one. A damaged one is returned
+// with its damage as Err.
+func (t *Taker) taken(f *os.File, name string, num uint64, e *segment.Entry) *Taken {
+	path := t.r.dir.Join(name)
+	s := &openSegment{num: num, path: path, f: f}
+	tk := &Taken{seg: s, name: name, r: t.r}
 	var hdr [segment.HeaderSize]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	if n, err := s.f.ReadAt(hdr[:], 0); n < len(hdr) {
+		s.damage = &segment.CorruptionError{Path: path, Offset: int64(n), Err: fmt.Errorf("%w: header: %v", segment.ErrShort, err)}
+	} else if h, err := segment.ParseHeader(hdr[:]); err != nil {
+		s.damage = &segment.CorruptionError{Path: path, Offset: headerFieldOffset(hdr[:], err), Err: err}
+	} else {
+		s.size = h.Size
+		s.entry = segment.Entry{Name: segment.Name(num), FirstSeq: h.FirstSeq, Sealed: true}
+		if e != nil && e.Sealed {
+			s.entry, s.size = *e, t.size
+		}
+		s.hdr, s.damage = s.check(&s.entry)
 	}
-	h, err := segment.ParseHeader(hdr[:])
-	if err != nil {
-		f.Close()
-		return nil, &segment.CorruptionError{Path: f.Name(), Err: err}
-	}
-	e := segment.Entry{Name: segment.Name(num), FirstSeq: h.FirstSeq, Sealed: true}
-	s, err := t.r.mapSegment(f, e, h.Size)
-	if err != nil {
-		return nil, err
-	}
-	s.path = t.r.dir.Join(name)
-	return &Taken{seg: s, sc: s.scanner(), name: name, r: t.r}, nil
+	tk.err = s.damage
+	return tk
 }
 
 // Number returns the segment's number.
 func (tk *Taken) Number() uint64 { return tk.seg.num }
 
-// Next advances to the segment's next record.
-func (tk *Taken) Next() bool { return tk.sc.Next() }
+// Next advances to the segment's next record. It returns false at the end of the
+// segment and on damage (see Err).
+func (tk *Taken) Next() bool {
+	if tk.err != nil {
+		return false
+	}
+	if tk.c == nil {
+		if tk.c, tk.err = newCursor(tk.seg); tk.err != nil {
+			return false
+		}
+	}
+	if !tk.c.next(true) {
+		tk.err = tk.c.Err()
+		return false
+	}
+	return true
+}
 
 // Record returns the current record. Its Data is valid until the next call to Next.
-func (tk *Taken) Record() segment.Record { return tk.sc.Record() }
+func (tk *Taken) Record() segment.Record { return tk.c.Record() }
 
-// Err returns the error that stopped Next, if any: a *segment.CorruptionError when the
-// segment is damaged.
-func (tk *Taken) Err() error { return tk.sc.Err() }
+// Err returns the damage that stopped Next, if any: a *segment.CorruptionError naming
+// the file and offset, or an error naming a file that could not be opened as a segment. The records before record-level damage were delivered; none of a segment with
+// segment-level damage.
+func (tk *Taken) Err() error { return tk.err }
 
 // Done deletes the claimed segment and releases it. Call it once every record was
 // delivered.
@@ -198,10 +276,16 @@ func (tk *Taken) Done() error {
 // that it does not block the segments after it, and keeps it for inspection. It
 // returns the new path.
 func (tk *Taken) SetAside() (string, error) {
+	defer tk.seg.close()
+	if tk.aside {
+		return tk.r.dir.Join(tk.name), nil
+	}
 	name := segment.Name(tk.seg.num)[:segment.NameDigits] + segment.DamagedSuffix
-	err := tk.r.dir.Rename(tk.name, name, true)
-	tk.seg.close()
-	return tk.r.dir.Join(name), err
+	if err := tk.r.dir.Rename(tk.name, name, true); err != nil {
+		return tk.r.dir.Join(tk.name), err
+	}
+	tk.name, tk.aside = name, true
+	return tk.r.dir.Join(name), nil
 }
 
 // Close releases the segment without deleting it: it stays claimed, and the next Take

@@ -6,15 +6,22 @@ import (
 
 // WaitAfter blocks until the ring holds a record with a sequence number greater than
 // after, and returns the newest sequence number then. It returns ctx.Err() when ctx is
-// done first. The ring need not exist yet.
-func (r *Ring) WaitAfter(ctx context.Context, after uint64) (uint64, error) {
+// done first. The ring need not exist yet. Damage it meets on the way is passed to
+// onDamage (which may be nil), and skipped.
+func (r *Ring) WaitAfter(ctx context.Context, after uint64, onDamage func(error)) (uint64, error) {
 	f, err := r.Follow(Selection{From: after + 1})
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	if !f.Next(ctx) {
-		return 0, f.Err()
+	for !f.Next(ctx) {
+		err := f.Err()
+		if !f.SkipDamaged() {
+			return 0, err
+		}
+		if onDamage != nil {
+			onDamage(err)
+		}
 	}
 	newest := f.Record().Seq
 	if st, err := r.Stat(); err == nil && st.LastSeq > newest {

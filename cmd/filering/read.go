@@ -70,6 +70,10 @@ func readArgs(c *cli.Context) (string, watch.Selection, *recordWriter, error) {
 	return dir, sel, out, err
 }
 
+// errDamaged is the exit of a reader that reported damage on standard error and printed
+// everything else: status 1, with nothing more to say.
+var errDamaged = cli.Exit("", 1)
+
 func cat(c *cli.Context) error {
 	dir, sel, out, err := readArgs(c)
 	if err != nil {
@@ -85,23 +89,23 @@ func cat(c *cli.Context) error {
 		return err
 	}
 	defer snap.Close()
-	var damaged error
+	damaged := false
 	for {
 		for snap.Next() {
 			if err := out.write(snap.Record()); err != nil {
 				return err
 			}
 		}
-		if err := snap.Err(); err != nil && snap.SkipDamaged() {
-			// Report the damage, and go on with the records after it.
-			if err := out.flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
-			damaged = fmt.Errorf("%s: records are damaged; those before and after the damage were printed", dir)
-			continue
+		err := snap.Err()
+		if err == nil || !snap.SkipDamaged() {
+			break
 		}
-		break
+		// Report the damage, and go on with the records after it.
+		if err := out.flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
+		damaged = true
 	}
 	if err := out.flush(); err != nil {
 		return err
@@ -109,7 +113,10 @@ func cat(c *cli.Context) error {
 	if err := snap.Err(); err != nil {
 		return err
 	}
-	return damaged
+	if damaged {
+		return errDamaged
+	}
+	return nil
 }
 
 func follow(c *cli.Context) error {
@@ -120,6 +127,11 @@ func follow(c *cli.Context) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	_, statErr := os.Stat(dir)
+	waiting := false
+	if errors.Is(statErr, os.ErrNotExist) {
+		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
+		waiting = true
+	}
 	r, err := openWhenPresent(ctx, dir)
 	if err != nil {
 		return quiet(ctx, err)
@@ -130,13 +142,27 @@ func follow(c *cli.Context) error {
 		// one the watch should print, and any it missed is reported as lost.
 		sel.From = max(sel.From, 1)
 	}
+	if _, err := r.Manifest(); errors.Is(err, watch.ErrNoRing) && !waiting {
+		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
+	}
 	f, err := r.Follow(sel)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	var werr error
-	f.OnWait(func() { werr = out.flush() })
+	f.OnWait(func() {
+		if werr == nil {
+			werr = out.flush()
+		}
+	})
+	f.OnLoss(func(l watch.Loss) {
+		// Reported as soon as the follower knows, before any record after it.
+		if werr == nil {
+			werr = out.flush()
+		}
+		fmt.Fprintf(c.App.ErrWriter, "filering: %s: %v\n", dir, l)
+	})
 	damaged := false
 	for {
 		for f.Next(ctx) {
@@ -146,6 +172,9 @@ func follow(c *cli.Context) error {
 			if werr != nil {
 				return werr
 			}
+		}
+		if werr != nil {
+			return werr
 		}
 		if err := out.flush(); err != nil {
 			return err
@@ -158,10 +187,13 @@ func follow(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
 		damaged = true
 	}
-	if err := quiet(ctx, f.Err()); err != nil || !damaged {
+	if err := quiet(ctx, f.Err()); err != nil {
 		return err
 	}
-	return fmt.Errorf("%s: records were damaged", dir)
+	if damaged {
+		return errDamaged
+	}
+	return nil
 }
 
 // followed writes the follower's current record, with any notice that goes before it.
@@ -171,12 +203,6 @@ func followed(c *cli.Context, dir string, f *watch.Follower, out *recordWriter) 
 			return err
 		}
 		fmt.Fprintf(c.App.ErrWriter, "filering: %s: the ring was created anew; following it from its first record\n", dir)
-	}
-	if l, ok := f.Loss(); ok {
-		if err := out.flush(); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.ErrWriter, "filering: %s: %v\n", dir, l)
 	}
 	return out.write(f.Record())
 }

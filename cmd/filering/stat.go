@@ -49,6 +49,10 @@ func stat(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Damage first, then the summary of everything readable; exit 1 at the end.
+	for _, d := range st.Damage {
+		fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", d)
+	}
 	info, _ := ramdisk.Check(dir)
 	j := statJSON{Dir: dir, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Records: st.Records, Segments: st.Segments,
 		SegmentsMax: st.SegmentsMax, SegmentSize: st.SegmentSize, HotSegment: st.HotSegment, Generation: st.Generation, TmpFS: info.TmpFS}
@@ -58,8 +62,10 @@ func stat(c *cli.Context) error {
 	w := c.App.Writer
 	if c.Bool("json") {
 		b, _ := json.Marshal(j)
-		_, err := fmt.Fprintf(w, "%s\n", b)
-		return err
+		if _, err := fmt.Fprintf(w, "%s\n", b); err != nil {
+			return err
+		}
+		return damagedIf(len(st.Damage) > 0)
 	}
 	producer := "none running"
 	if j.ProducerPID != nil {
@@ -75,5 +81,16 @@ func stat(c *cli.Context) error {
 	}
 	_, err = fmt.Fprintf(w, "ring:      %s (%s)\nrecords:   %d (sequence %d to %d)\nsegments:  %d of %d, %s each\nhot:       %s\nproducer:  %s\n",
 		dir, fs, st.Records, st.FirstSeq, st.LastSeq, st.Segments, st.SegmentsMax, ramdisk.FormatSize(st.SegmentSize), hot, producer)
-	return err
+	if err != nil {
+		return err
+	}
+	return damagedIf(len(st.Damage) > 0)
+}
+
+// damagedIf returns errDamaged when damage was reported.
+func damagedIf(damaged bool) error {
+	if damaged {
+		return errDamaged
+	}
+	return nil
 }

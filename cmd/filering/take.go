@@ -42,15 +42,24 @@ func take(c *cli.Context) error {
 	defer r.Close()
 	t := r.Taker()
 	defer t.Close()
-	var damaged error
+	damaged := false
+	done := func() error {
+		if damaged {
+			return errDamaged
+		}
+		return nil
+	}
 	for {
 		tk, err := t.Take()
 		if errors.Is(err, watch.ErrNothingToTake) {
 			if !c.Bool("follow") {
-				return damaged
+				return done()
 			}
 			if err := t.Wait(ctx); err != nil {
-				return quiet(ctx, err)
+				if err := quiet(ctx, err); err != nil {
+					return err
+				}
+				return done()
 			}
 			continue
 		}
@@ -72,13 +81,15 @@ func take(c *cli.Context) error {
 			return err
 		}
 		if err := tk.Err(); err != nil {
-			// Its good records are delivered; set it aside so it blocks no other segment.
+			// What precedes the damage is delivered; set it aside so it blocks no
+			// other segment.
 			path, serr := tk.SetAside()
 			if serr != nil {
 				return fmt.Errorf("%w; setting it aside failed: %v", err, serr)
 			}
-			fmt.Fprintf(c.App.ErrWriter, "filering: %v; records before the damage were printed, the segment was kept as %s\n", err, path)
-			damaged = fmt.Errorf("%s: took a damaged segment", dir)
+			fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
+			fmt.Fprintf(c.App.ErrWriter, "filering: %s: set aside as %s\n", dir, path)
+			damaged = true
 			continue
 		}
 		if err := tk.Done(); err != nil {

@@ -47,7 +47,9 @@ func wait(c *cli.Context) error {
 	if err == nil {
 		defer r.Close()
 		var newest uint64
-		newest, err = r.WaitAfter(ctx, c.Uint64("after"))
+		newest, err = r.WaitAfter(ctx, c.Uint64("after"), func(err error) {
+			fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
+		})
 		if err == nil {
 			_, err = fmt.Fprintln(c.App.Writer, newest)
 			return err

@@ -29,12 +29,25 @@ var ErrNoRing = errors.New("ringdir: no ring in this directory (no manifest)")
 type Dir struct {
 	path string
 	f    *os.File
+	// opens and manifests count OpenFile calls and manifest reads: see Counts.
+	opens, manifests atomic.Int64
+}
+
+// Counts is how much work a Dir did: files it opened (or tried to) and manifests it
+// read. Tests use it to check that readers do work linear in what a ring lists.
+type Counts struct {
+	Opens, Manifests int64
+}
+
+// Counts returns the work the Dir has done so far.
+func (d *Dir) Counts() Counts {
+	return Counts{Opens: d.opens.Load(), Manifests: d.manifests.Load()}
 }
 
 // Open opens the ring directory at path. path itself must be a directory, not a symbolic
 // link to one.
 func Open(path string) (*Dir, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 			if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
@@ -74,6 +87,7 @@ func (d *Dir) OpenFile(name string, flag int, perm os.FileMode) (*os.File, error
 	if err := checkName(name); err != nil {
 		return nil, &os.PathError{Op: "open", Path: d.Join(name), Err: err}
 	}
+	d.opens.Add(1)
 	fd, err := unix.Openat(d.Fd(), name, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, uint32(perm.Perm()))
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
@@ -100,13 +114,26 @@ func (d *Dir) OpenFile(name string, flag int, perm os.FileMode) (*os.File, error
 	return f, nil
 }
 
+// pathFirst is an *os.PathError reported as "PATH: what", the way every reader reports
+// what is wrong with a file of a ring.
+type pathFirst struct{ *os.PathError }
+
+func (e *pathFirst) Error() string { return e.Path + ": " + e.Err.Error() }
+
+func (e *pathFirst) Unwrap() error { return e.PathError }
+
 // ReadManifest reads and validates the manifest. It returns an error wrapping ErrNoRing
-// when there is none.
+// when there is none. Its errors name DIR/manifest first.
 func (d *Dir) ReadManifest() (*segment.Manifest, error) {
+	d.manifests.Add(1)
 	f, err := d.OpenFile(segment.ManifestName, unix.O_RDONLY, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, fmt.Errorf("%s: %w", d.path, ErrNoRing)
+		}
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, &pathFirst{pe}
 		}
 		return nil, err
 	}
@@ -173,13 +200,13 @@ func (d *Dir) Remove(name string) error {
 // unless something truncates the file later.
 //
 // When size is a multiple of the huge page size, Map places the mapping on a huge page
-// boundary and asks the kernel to back it with huge pages (MADV_COLLAPSE, Linux 6.1 and
-// later); when that is refused, or size is not such a multiple, it faults every page in
-// up front. See Huge. For a segment the producer put on huge pages, that only maps
-// them; for one on small pages, the kernel would have to find free huge pages and copy
-// the file into them, which is what fails where memory is short or fragmented. So once
-// the kernel has refused a read-only mapping, Map asks no more for read-only ones in
-// this process; it always asks for writable ones (the producer's).
+// boundary. A writable mapping (the producer's) is then backed with huge pages
+// (MADV_COLLAPSE, Linux 6.1 and later), and, when that is refused or size is not such a
+// multiple, every page is faulted in up front. See Huge.
+//
+// A read-only mapping is only mapped: nothing is faulted in, collapsed or allocated, so
+// that what it costs is what its user touches. A reader that reads a segment from one end
+// to the other uses a View, which prepares and releases the mapping a window at a time.
 func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -199,28 +226,134 @@ func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 		// Where the address space is short (32 bits), the aligned mapping may not
 		// find room; the plain mapping below may still.
 		if b, err := mapAligned(int(f.Fd()), uintptr(size), uintptr(hugePageSize()), prot); err == nil {
-			collapsed := false
-			if writable || !collapseRefused.Load() {
-				collapsed = unix.Madvise(b, unix.MADV_COLLAPSE) == nil
-				if !collapsed && !writable {
-					collapseRefused.Store(true)
-				}
-			}
-			if !collapsed {
+			if writable && unix.Madvise(b, unix.MADV_COLLAPSE) != nil {
 				// Small pages, then: fault them in now, as MAP_POPULATE does (a
-				// failure only leaves the faults to the first reads).
+				// failure only leaves the faults to the first writes).
 				unix.Madvise(b, unix.MADV_POPULATE_READ)
 			}
 			return b, nil
 		}
 	}
-	// Readers and the writer touch every page of a segment: fault them all in now, in
-	// one system call, rather than one page fault per page on the record path.
-	p, err := unix.MmapPtr(int(f.Fd()), 0, nil, uintptr(size), prot, unix.MAP_SHARED|unix.MAP_POPULATE)
+	flags := unix.MAP_SHARED
+	if writable {
+		// The writer touches every page of a segment: fault them all in now, in one
+		// system call, rather than one page fault per page on the record path.
+		flags |= unix.MAP_POPULATE
+	}
+	p, err := unix.MmapPtr(int(f.Fd()), 0, nil, uintptr(size), prot, flags)
 	if err != nil {
 		return nil, &os.PathError{Op: "mmap", Path: f.Name(), Err: err}
 	}
 	return unsafe.Slice((*byte)(p), size), nil
+}
+
+// ReadWindow is the unit in which a View prepares a segment ahead of its reader and
+// releases what lies behind it: a multiple of the huge page size.
+const ReadWindow = 4 << 20
+
+// View is a read-only shared mapping of a segment file for a reader that reads it in
+// order, from its start or from an offset it seeks to. It keeps what the mapping holds
+// resident bounded by three windows (ReadWindow) whatever the size of the file:
+//
+//   - Advance, called with the offset the reader is about to read from, before it reads
+//     there, releases the pages of the windows behind it (MADV_DONTNEED: the file keeps
+//     them, the process's page tables drop them) and prepares the window it is in and
+//     the next, so that a record that crosses into the next window finds it prepared;
+//   - preparing a window means asking for huge pages for it (MADV_COLLAPSE) when the
+//     mapping is on a huge page boundary, or faulting its pages in (MADV_POPULATE_READ)
+//     otherwise: the fast path of docs/FORMAT.md, "Reading fast". It is done only for a
+//     file whose every byte is allocated (st_blocks), because on tmpfs either call would
+//     otherwise allocate memory to fill the file's holes: a damaged or hostile segment
+//     whose header claims 1 GiB of sparse file costs a reader nothing beyond the pages it
+//     reads. Once the kernel has refused to collapse a read-only mapping, no View in this
+//     process asks again (the kernel would have to copy the file into free huge pages,
+//     which is what fails where memory is short or fragmented).
+//
+// The first window, which holds the header that readers load on every scan, is never
+// released. The methods of a View are not safe for concurrent use. Its bytes may be read
+// from any goroutine until Close; a page released by Advance or Release is faulted in
+// again when read.
+type View struct {
+	b     []byte
+	fast  bool // the file was fully allocated when mapped: windows are prepared
+	huge  bool // the mapping is on a huge page boundary
+	next  int  // Advance has nothing to do below this offset
+	kept  int  // the pages from ReadWindow up to here may still be resident
+	ready int  // the windows below this offset were prepared
+}
+
+// MapView maps the first size bytes of f read-only for a reader. Like Map, it checks
+// that the file holds size bytes; it faults nothing in.
+func MapView(f *os.File, size int64) (*View, error) {
+	b, err := Map(f, size, false)
+	if err != nil {
+		return nil, err
+	}
+	v := &View{b: b, huge: Huge(size) && uintptr(unsafe.Pointer(unsafe.SliceData(b)))%uintptr(hugePageSize()) == 0}
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) == nil && st.Blocks >= 0 && st.Blocks >= (size+511)/512 {
+		v.fast = true
+	}
+	return v, nil
+}
+
+// Bytes returns the mapping.
+func (v *View) Bytes() []byte { return v.b }
+
+// Advance tells the View that its reader has reached offset off. It costs one comparison
+// except when off enters another window.
+func (v *View) Advance(off int) {
+	if off >= v.next {
+		v.advance(off)
+	}
+}
+
+func (v *View) advance(off int) {
+	if off >= len(v.b) {
+		off = len(v.b) - 1
+	}
+	w := off &^ (ReadWindow - 1)
+	if lo := max(v.kept, ReadWindow); w > lo {
+		unix.Madvise(v.b[lo:w], unix.MADV_DONTNEED)
+	}
+	v.kept = max(v.kept, w)
+	if end := min(w+2*ReadWindow, len(v.b)); v.fast && end > max(v.ready, w) {
+		prepare(v.b[max(v.ready, w):end], v.huge)
+		v.ready = end
+	}
+	v.next = min(w+ReadWindow, len(v.b))
+}
+
+// prepare asks for huge pages for b, or faults it in; failures only leave the faults to
+// the first reads.
+func prepare(b []byte, huge bool) {
+	if huge && !collapseRefused.Load() {
+		if unix.Madvise(b, unix.MADV_COLLAPSE) == nil {
+			return
+		}
+		collapseRefused.Store(true)
+	}
+	unix.Madvise(b, unix.MADV_POPULATE_READ)
+}
+
+// Release drops every page of the mapping from the process's page tables, as a reader
+// that is done with the segment for now but keeps it open does. A later Advance prepares
+// the window it enters again.
+func (v *View) Release() {
+	if len(v.b) > 0 {
+		unix.Madvise(v.b, unix.MADV_DONTNEED)
+	}
+	v.next, v.kept, v.ready = 0, 0, 0
+}
+
+// Close unmaps the View. Its bytes must not be used afterwards.
+func (v *View) Close() error {
+	if v == nil {
+		return nil
+	}
+	b := v.b
+	v.b = nil
+	return Unmap(b)
 }
 
 // mapAligned maps length bytes of fd, shared, at an address that is a multiple of align:
@@ -256,7 +389,7 @@ func Huge(size int64) bool {
 	return hp > 0 && size%hp == 0
 }
 
-// collapseRefused is set once the kernel has refused huge pages for a read-only mapping.
+// collapseRefused is set once the kernel has refused huge pages for a View.
 var collapseRefused atomic.Bool
 
 var hugePageSize = sync.OnceValue(func() int64 {
