@@ -415,15 +415,23 @@ func (h *hub) follow(ctx context.Context, r *watch.Ring) {
 	defer f.Close()
 	f.OnWait(h.caughtUp)
 	var ev []byte
-	for f.Next(ctx) {
-		rec := f.Record()
-		ev = ev[:0]
-		if l, ok := f.Loss(); ok {
-			// Streams learn of records the ring overwrote before the hub read them.
-			ev = fmt.Appendf(ev, "event: lost\ndata: {\"from\":%d,\"to\":%d}\n\n", l.From, l.To)
+	for {
+		for f.Next(ctx) {
+			rec := f.Record()
+			ev = ev[:0]
+			if l, ok := f.Loss(); ok {
+				// Streams learn of records the ring overwrote, or damage hid, before the
+				// hub read them.
+				ev = fmt.Appendf(ev, "event: lost\ndata: {\"from\":%d,\"to\":%d}\n\n", l.From, l.To)
+			}
+			ev = appendEvent(ev, rec)
+			h.add(rec.Seq, ev)
 		}
-		ev = appendEvent(ev, rec)
-		h.add(rec.Seq, ev)
+		// Damage: go on after it (its records show as lost with the next record) rather
+		// than start over, which would read the ring again and look like a new one.
+		if !f.SkipDamaged() {
+			return
+		}
 	}
 }
 
