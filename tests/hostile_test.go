@@ -118,7 +118,7 @@ func init() {
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	res := rssResult{Exit: cmd.ProcessState.ExitCode()}
 	if ru != nil {
-		res.MaxRSS = ru.Maxrss << 10
+		res.MaxRSS = int64(ru.Maxrss) << 10 // Maxrss is an int32 on 32-bit platforms
 	}
 	json.NewEncoder(os.Stdout).Encode(res)
 	os.Exit(0)
