@@ -2,17 +2,12 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/filering/filering/internal/ringtest"
-	"github.com/filering/filering/publish"
 	"github.com/filering/filering/ramdisk"
-	"github.com/filering/filering/segment"
 )
 
 // runBench runs `filering bench args...` in an app of its own and returns what it printed.
@@ -41,93 +36,10 @@ func benchDir(t *testing.T) string {
 	return t.TempDir()
 }
 
-func TestBench_json(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts reader processes")
-	}
-	start := time.Now()
-	// 32 segments of 4 MiB hold 1.5 million 64-byte records: more than a producer sends
-	// in the 60 ms of warm-up and measurement below, so no record can be overwritten
-	// before the follower reads it.
-	out := runBench(t, "--json", "--duration", "50ms", "--samples", "50", "--sizes", "64",
-		"--segment-size", "4MiB", "--segments", "32", "--dir", benchDir(t))
-	var rep benchReport
-	dec := json.NewDecoder(strings.NewReader(out))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rep); err != nil {
-		t.Fatalf("output is not the JSON report: %v\n%s", err, out)
-	}
-
-	m := rep.Machine
-	if m.GOOS == "" || m.GOARCH == "" || m.NumCPU < 1 || m.Kernel == "" || m.CPU == "" || rep.Dir == "" {
-		t.Errorf("machine or directory not described: %+v, dir %q", m, rep.Dir)
-	}
-	positive := func(what string, xs ...float64) {
-		t.Helper()
-		for _, x := range xs {
-			if !(x > 0) {
-				t.Errorf("%s: figure %v, want > 0", what, x)
-			}
-		}
-	}
-
-	if len(rep.Alone) != len(allTransports) {
-		t.Fatalf("alone: %d results, want one per transport: %+v", len(rep.Alone), rep.Alone)
-	}
-	for i, r := range rep.Alone {
-		what := "alone " + r.Transport
-		if r.Transport != allTransports[i] || r.Size != 64 {
-			t.Errorf("%s: size %d, want the transports in order at 64 bytes", what, r.Size)
-		}
-		positive(what, float64(r.Records), r.Seconds, r.RecordsPerSec, r.MBPerSec)
-		if r.Transport != transFilering {
-			positive(what+" ratio", r.FileringOver)
-		}
-	}
-
-	if len(rep.Follow) != len(allTransports) {
-		t.Fatalf("follow: %d results, want one per transport: %+v", len(rep.Follow), rep.Follow)
-	}
-	for _, r := range rep.Follow {
-		what := "follow " + r.Transport
-		positive(what, float64(r.Sent), float64(r.Received), float64(r.Warmup), r.ProducerPerSec,
-			r.Seconds, r.RecordsPerSec, r.MBPerSec, r.LagMS)
-		if r.Transport != transFilering {
-			positive(what+" ratio", r.FileringOver)
-		}
-		if r.Transport == transRename {
-			continue // a reader of a rewritten file may miss records; they are counted as lost
-		}
-		if r.Received != r.Sent || r.Lost != 0 {
-			t.Errorf("%s: sent %d, received %d, lost %d; want every record", what, r.Sent, r.Received, r.Lost)
-		}
-		if r.Transport == transFilering {
-			held := uint64(r.Segments) * uint64((r.SegmentSize-segment.HeaderSize)/int64(segment.RecordSpan(64)))
-			if r.Warmup+r.Sent > held {
-				t.Logf("%s: %d records sent, more than the ring holds (%d)", what, r.Warmup+r.Sent, held)
-			}
-		}
-	}
-
-	if rep.Latency == nil || len(rep.Latency.Transports) != len(allTransports) {
-		t.Fatalf("latency: want one result per transport, got %+v", rep.Latency)
-	}
-	for _, r := range rep.Latency.Transports {
-		what := "latency " + r.Transport
-		positive(what, r.P50, r.P90, r.P99, r.Max)
-		if !(r.P50 <= r.P90 && r.P90 <= r.P99 && r.P99 <= r.Max) {
-			t.Errorf("%s: p50 %v, p90 %v, p99 %v, max %v: not in order", what, r.P50, r.P90, r.P99, r.Max)
-		}
-		if r.Transport != transRename && (r.Received != 50 || r.Lost != 0) {
-			t.Errorf("%s: received %d, lost %d; want all 50 timed records", what, r.Received, r.Lost)
-		}
-		if r.Transport != transFilering {
-			positive(what+" ratio", r.FileringOver)
-		}
-	}
-	t.Logf("bench took %v", time.Since(start))
-}
-
+// TestBench_table runs `filering bench` from its flags to its table. Its latency
+// measurement starts reader processes, this test binary started again: that checks the
+// hook in this package's init that hands them to bench.RunPeer. The measurements
+// themselves are tested in internal/bench.
 func TestBench_table(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts reader processes")
@@ -161,47 +73,5 @@ func TestBench_usage(t *testing.T) {
 		if _, ok := err.(usageError); !ok {
 			t.Errorf("bench %v: error %v, want a usage error", args, err)
 		}
-	}
-}
-
-func TestCPUModel(t *testing.T) {
-	for _, tc := range []struct{ name, cpuinfo, want string }{
-		{"x86", "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n", "AMD EPYC 7B13"},
-		{"raspberry pi", "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\n\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n", "Raspberry Pi 4 Model B Rev 1.4"},
-		{"bare arm", "processor\t: 0\nHardware\t: Generic DT based system\n", "Generic DT based system"},
-		{"nothing", "", "unknown"},
-	} {
-		if got := cpuModel(tc.cpuinfo); got != tc.want {
-			t.Errorf("%s: cpuModel = %q, want %q", tc.name, got, tc.want)
-		}
-	}
-}
-
-// TestHugeShare checks the huge pages column's source: nothing mapped is unknown, a
-// mapping that cannot be on huge pages is 0, and a producer's 2 MiB segments are between
-// 0 and 1 (1 where the kernel gives huge pages).
-func TestHugeShare(t *testing.T) {
-	dir := t.TempDir()
-	if got := hugeShare(dir); got != -1 {
-		t.Fatalf("nothing mapped: %v, want -1", got)
-	}
-	for _, size := range []int64{1 << 20, 2 << 20} {
-		ring := ringtest.Dir(t)
-		w, err := publish.Open(ring, publish.Options{SegmentSize: size})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Append([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		got := hugeShare(ring)
-		w.Close()
-		switch {
-		case got < 0 || got > 1:
-			t.Fatalf("%d-byte segments: share %v", size, got)
-		case size%(2<<20) != 0 && got != 0:
-			t.Fatalf("%d-byte segments cannot be on huge pages, share %v", size, got)
-		}
-		t.Logf("%s segments: %.0f%% on huge pages", ramdisk.FormatSize(size), 100*got)
 	}
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"os/user"
@@ -18,6 +14,7 @@ import (
 
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/ramdisk"
+	"github.com/filering/filering/recordio"
 	"github.com/filering/filering/segment"
 )
 
@@ -99,14 +96,14 @@ func produce(c *cli.Context) error {
 	}()
 	defer close(stopped)
 
-	sk := &sink{w: w, logf: opts.Logf}
+	sk := publish.NewSink(w, opts.Logf)
 	if input == "lines" {
-		err = readLines(c.App.Reader, sk)
+		err = recordio.ReadLines(c.App.Reader, "standard input", sk.AppendBatch)
 	} else {
-		err = readFrames(bufio.NewReaderSize(c.App.Reader, 256<<10), sk, segment.MaxPayload(w.SegmentSize()))
+		err = recordio.ReadFrames(c.App.Reader, "standard input", segment.MaxPayload(w.SegmentSize()), sk.AppendBatch)
 	}
-	if sk.dropped > 0 {
-		opts.Logf("%s: %d records read at the end were dropped for want of room", dir, sk.dropped)
+	if n := sk.Dropped(); n > 0 {
+		opts.Logf("%s: %d records read at the end were dropped for want of room", dir, n)
 	}
 	if errors.Is(err, publish.ErrClosed) {
 		select {} // a signal closed the writer; its handler ends the process with status 0
@@ -147,128 +144,6 @@ func checkTmpfs(dir string, opts publish.Options, require bool, logf func(string
 		}
 	}
 	return nil
-}
-
-// readLines appends one record per line, without its newline. A last line without a
-// newline is a record too. It reads large chunks and appends the complete lines of each
-// with one AppendBatch, so a burst of lines costs no system call per line.
-func readLines(in io.Reader, w *sink) error {
-	buf := make([]byte, 256<<10)
-	var lines [][]byte
-	have := 0
-	for {
-		n, err := in.Read(buf[have:])
-		have += n
-		lines = lines[:0]
-		start := 0
-		for {
-			i := bytes.IndexByte(buf[start:have], '\n')
-			if i < 0 {
-				break
-			}
-			lines = append(lines, buf[start:start+i])
-			start += i + 1
-		}
-		if len(lines) > 0 {
-			if aerr := w.appendBatch(lines); aerr != nil {
-				return aerr
-			}
-		}
-		have = copy(buf, buf[start:have])
-		if have == len(buf) {
-			// One line longer than the buffer: make room for the rest of it.
-			buf = append(buf, make([]byte, len(buf))...)
-		}
-		switch {
-		case errors.Is(err, io.EOF):
-			if have > 0 {
-				return w.appendBatch([][]byte{buf[:have]})
-			}
-			return nil
-		case err != nil:
-			return fmt.Errorf("read standard input: %w", err)
-		}
-	}
-}
-
-// readFrames appends one record per frame of in.
-func readFrames(in *bufio.Reader, w *sink, limit int) error {
-	fr := frameReader{in: in, limit: limit}
-	for {
-		p, err := fr.next()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if err := w.appendBatch([][]byte{p}); err != nil {
-			return err
-		}
-	}
-}
-
-// sink appends records to a Writer. When the file system has no room for a new segment
-// even after every older segment was dropped, it drops the incoming records instead of
-// ending the producer, says so once, and, when room frees and records are appended
-// again, says exactly how many were dropped. A producer that feeds a live ring keeps
-// running through a full file system.
-type sink struct {
-	w       *publish.Writer
-	logf    func(string, ...any)
-	dropped uint64 // records dropped since the file system filled up
-}
-
-func (s *sink) appendBatch(ps [][]byte) error {
-	_, n, err := s.w.AppendBatch(ps)
-	if n > 0 && s.dropped > 0 {
-		s.logf("%s: room again: appending from sequence %d on; %d records read meanwhile were dropped (never appended, so never numbered)",
-			s.w.Dir(), s.w.NextSeq()-uint64(n), s.dropped)
-		s.dropped = 0
-	}
-	if !errors.Is(err, publish.ErrNoSpace) {
-		return err
-	}
-	if s.dropped == 0 {
-		s.logf("%s: %v; dropping records read until there is room", s.w.Dir(), err)
-	}
-	s.dropped += uint64(len(ps) - n)
-	return nil
-}
-
-// frameReader decodes the frames format: a 4-byte little-endian length, then that many
-// bytes. A length beyond limit is an error naming the byte offset of the frame, so that
-// the records before it are kept and the user knows where the input went wrong.
-type frameReader struct {
-	in    *bufio.Reader
-	limit int
-	off   int64
-	buf   []byte
-}
-
-// next returns the next frame's payload, valid until the next call; io.EOF at a clean
-// end of input.
-func (fr *frameReader) next() ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(fr.in, hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
-		}
-		return nil, fmt.Errorf("standard input: truncated frame header at byte offset %d", fr.off)
-	}
-	n := binary.LittleEndian.Uint32(hdr[:])
-	if uint64(n) > uint64(fr.limit) {
-		return nil, fmt.Errorf("standard input: frame at byte offset %d has length %d, more than the %d bytes a segment holds", fr.off, n, fr.limit)
-	}
-	if cap(fr.buf) < int(n) {
-		fr.buf = make([]byte, n)
-	}
-	p := fr.buf[:n]
-	if _, err := io.ReadFull(fr.in, p); err != nil {
-		return nil, fmt.Errorf("standard input: truncated frame at byte offset %d: want %d bytes", fr.off, n)
-	}
-	fr.off += 4 + int64(n)
-	return p, nil
 }
 
 // signalContext returns a context cancelled by SIGINT or SIGTERM.

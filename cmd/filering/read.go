@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/recordio"
 	"github.com/filering/filering/watch"
 )
 
@@ -57,7 +58,7 @@ func watchCommand() *cli.Command {
 
 // readArgs returns what cat and watch are asked for: the ring, the selection and the
 // output.
-func readArgs(c *cli.Context) (string, watch.Selection, *recordWriter, error) {
+func readArgs(c *cli.Context) (string, watch.Selection, *recordio.Writer, error) {
 	dir, err := ringArg(c)
 	if err != nil {
 		return "", watch.Selection{}, nil, err
@@ -92,7 +93,7 @@ func cat(c *cli.Context) error {
 	damaged := false
 	for {
 		for snap.Next() {
-			if err := out.write(snap.Record()); err != nil {
+			if err := out.WriteRecord(snap.Record()); err != nil {
 				return err
 			}
 		}
@@ -101,13 +102,13 @@ func cat(c *cli.Context) error {
 			break
 		}
 		// Report the damage, and go on with the records after it.
-		if err := out.flush(); err != nil {
+		if err := out.Flush(); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.ErrWriter, "filering: %v\n", err)
 		damaged = true
 	}
-	if err := out.flush(); err != nil {
+	if err := out.Flush(); err != nil {
 		return err
 	}
 	if err := snap.Err(); err != nil {
@@ -153,13 +154,13 @@ func follow(c *cli.Context) error {
 	var werr error
 	f.OnWait(func() {
 		if werr == nil {
-			werr = out.flush()
+			werr = out.Flush()
 		}
 	})
 	f.OnLoss(func(l watch.Loss) {
 		// Reported as soon as the follower knows, before any record after it.
 		if werr == nil {
-			werr = out.flush()
+			werr = out.Flush()
 		}
 		fmt.Fprintf(c.App.ErrWriter, "filering: %s: %v\n", dir, l)
 	})
@@ -176,7 +177,7 @@ func follow(c *cli.Context) error {
 		if werr != nil {
 			return werr
 		}
-		if err := out.flush(); err != nil {
+		if err := out.Flush(); err != nil {
 			return err
 		}
 		err := f.Err()
@@ -197,14 +198,14 @@ func follow(c *cli.Context) error {
 }
 
 // followed writes the follower's current record, with any notice that goes before it.
-func followed(c *cli.Context, dir string, f *watch.Follower, out *recordWriter) error {
+func followed(c *cli.Context, dir string, f *watch.Follower, out *recordio.Writer) error {
 	if f.Restarted() {
-		if err := out.flush(); err != nil {
+		if err := out.Flush(); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.ErrWriter, "filering: %s: the ring was created anew; following it from its first record\n", dir)
 	}
-	return out.write(f.Record())
+	return out.WriteRecord(f.Record())
 }
 
 // quiet turns the error of an interrupted wait into success.

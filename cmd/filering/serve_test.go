@@ -5,62 +5,51 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/publish"
-	"github.com/filering/filering/segment"
 )
 
-// startServe runs the serve handlers over real HTTP on a loopback port, with n records
-// already in the ring, and returns the base URL and the producer.
-func startServe(t *testing.T, n int) (string, *publish.Writer) {
-	t.Helper()
-	dir := ringtest.Dir(t)
-	w, err := publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	for i := 1; i <= n; i++ {
-		w.Append([]byte(strconv.Itoa(i)))
-	}
-	base, _ := startServer(t, dir, nil)
-	return base, w
-}
+// The tests of `filering serve` as a command: its flags, what it says on stderr, how
+// it stops. The HTTP endpoints are tested in package serve.
 
-// startServer runs the serve handlers of the ring at dir, which need not exist yet, over
-// real HTTP on a loopback port, and returns the base URL and the server. setup, when not
-// nil, may change the server and the HTTP server (its handler, hooks) before they start.
-func startServer(t *testing.T, dir string, setup func(*server, *httptest.Server)) (string, *server) {
-	t.Helper()
-	s := newServer(dir, 1000)
-	ts := httptest.NewUnstartedServer(s)
-	if setup != nil {
-		setup(s, ts)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.hub.run(ctx, s.src); close(done) }()
-	ts.Start()
-	t.Cleanup(func() { ts.Close(); cancel(); <-done; s.close() })
-	return ts.URL, s
-}
-
-type recordsDoc struct {
+// valuesDoc is a /records document with the values as strings.
+type valuesDoc struct {
 	Records []struct {
-		Seq    uint64 `json:"seq"`
-		TimeNS int64  `json:"time_ns"`
-		Value  any    `json:"value"`
+		Seq   uint64 `json:"seq"`
+		Value any    `json:"value"`
 	} `json:"records"`
 	LastSeq uint64 `json:"last_seq"`
+}
+
+func appendAll(t *testing.T, w *publish.Writer, payloads ...string) {
+	t.Helper()
+	for _, p := range payloads {
+		if _, err := w.Append([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantUnavailable checks that url answers 503 with a JSON body whose field says what
+// it should.
+func wantUnavailable(t *testing.T, url, field, want string) {
+	t.Helper()
+	var doc map[string]any
+	if code := getJSON(t, url, &doc); code != 503 {
+		t.Fatalf("%s: %d %v; want 503", url, code, doc)
+	}
+	if s, _ := doc[field].(string); !strings.Contains(s, want) {
+		t.Fatalf("%s: %v; want %q saying %q", url, doc, field, want)
+	}
 }
 
 func getJSON(t *testing.T, url string, v any) int {
@@ -76,56 +65,6 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
-func TestServe_Records(t *testing.T) {
-	base, w := startServe(t, 50)
-	var doc recordsDoc
-	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 ||
-		doc.Records[0].Seq != 46 || doc.Records[4].Value != float64(50) || doc.LastSeq != 50 {
-		t.Fatalf("last=5: %d %+v", code, doc)
-	}
-	// Long poll: the request waits for a record that arrives later.
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		w.Append([]byte("hello"))
-	}()
-	start := time.Now()
-	doc = recordsDoc{}
-	getJSON(t, base+"/records?after=50&wait=60", &doc)
-	if len(doc.Records) != 1 || doc.Records[0].Seq != 51 || doc.Records[0].Value != "hello" {
-		t.Fatalf("long poll: %+v", doc)
-	}
-	if time.Since(start) >= 60*time.Second {
-		t.Fatal("long poll ran to its wait instead of returning when the record arrived")
-	}
-	var e struct{ Error string }
-	if code := getJSON(t, base+"/records?last=x", &e); code != 400 || e.Error == "" {
-		t.Fatalf("bad query: %d %+v", code, e)
-	}
-	var h struct {
-		OK      bool   `json:"ok"`
-		LastSeq uint64 `json:"last_seq"`
-	}
-	if getJSON(t, base+"/healthz", &h); !h.OK || h.LastSeq != 51 {
-		t.Fatalf("healthz %+v", h)
-	}
-	resp, err := http.Get(base + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, _ := bufioRead(resp)
-	if resp.StatusCode != 200 || !strings.Contains(n, "FILERING_EVENTS") || !strings.Contains(n, "<canvas") {
-		t.Fatalf("page: %d", resp.StatusCode)
-	}
-}
-
-func bufioRead(resp *http.Response) (string, error) {
-	defer resp.Body.Close()
-	var sb strings.Builder
-	_, err := bufio.NewReader(resp.Body).WriteTo(&sb)
-	return sb.String(), err
-}
-
-// sse reads events from an open stream until it has seen want ids or time runs out.
 // eventStream opens an event stream, with Last-Event-ID when lastID is not empty, checks
 // its headers and returns a scanner of its lines and the function that closes it. On
 // failure it reports the error with t.Error (it may run in any goroutine) and returns a
@@ -167,208 +106,127 @@ func sse(t *testing.T, url, lastID string, want int) []uint64 {
 	return ids
 }
 
-func TestServe_EventsResume(t *testing.T) {
-	base, w := startServe(t, 100)
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		for i := 0; i < 20; i++ {
-			w.Append([]byte("live"))
-		}
-	}()
-	ids := sse(t, base+"/events", "90", 30)
-	for i, id := range ids {
-		if id != uint64(91+i) {
-			t.Fatalf("event %d has id %d, want %d (ids %v)", i, id, 91+i, ids)
-		}
-	}
-	if len(ids) != 30 {
-		t.Fatalf("got %d events", len(ids))
-	}
-	// Resuming from before what the hub keeps reads the ring itself.
-	if ids := sse(t, base+"/events?after=2", "", 5); len(ids) != 5 || ids[0] != 3 {
-		t.Fatalf("resume from the ring: %v", ids)
-	}
-}
-
-// Fifty clients stream at once while one client stalls (never reads): every reading
-// client still gets every record.
-func TestServe_ManyClientsOneStalled(t *testing.T) {
-	base, w := startServe(t, 0)
-	// The stalled client: connects, then reads nothing.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /events?after=0 HTTP/1.1\r\nHost: x\r\n\r\n")
-
-	const clients, records = 50, 2000
-	var wg sync.WaitGroup
-	results := make([][]uint64, clients)
-	for i := 0; i < clients; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			results[i] = sse(t, base+"/events?after=0", "", records)
-		}(i)
-	}
-	time.Sleep(200 * time.Millisecond)
-	// 4 MB in all: far more than the socket buffers of the stalled client can absorb.
-	payload := strings.Repeat("x", 2000)
-	for i := 0; i < records; i++ {
-		if _, err := w.Append([]byte(payload)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wg.Wait()
-	for i, ids := range results {
-		if len(ids) != records || ids[0] != 1 || ids[records-1] != records {
-			t.Fatalf("client %d got %d events", i, len(ids))
-		}
-	}
-}
-
-// A client that has seen numbers the ring never reached (it was created anew) is told
-// to start over and gets the new ring's records.
-func TestServe_EventsRestart(t *testing.T) {
-	base, _ := startServe(t, 10)
-	sc, done := eventStream(t, base+"/events", "5000")
-	defer done()
-	if sc == nil {
-		t.FailNow()
-	}
-	var restart bool
-	var ids []string
-	for len(ids) < 10 && sc.Scan() {
-		if sc.Text() == "event: restart" {
-			restart = true
-		}
-		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
-			ids = append(ids, id)
-		}
-	}
-	if !restart || len(ids) != 10 || ids[0] != "1" {
-		t.Fatalf("restart %v, ids %v", restart, ids)
-	}
-}
-
-// TestHub_ResumeWhileCatchingUp: a stream that resumes beyond the newest record the hub
-// holds, while the hub is still reading the ring, waits for the hub; once the hub has
-// read all the ring holds, the same request means the ring was created anew.
-func TestHub_ResumeWhileCatchingUp(t *testing.T) {
-	h := newHub(100)
-	for seq := uint64(1); seq <= 50; seq++ {
-		h.add(seq, appendEvent(nil, segment.Record{Seq: seq, Data: []byte("x")}))
-	}
-	epoch := h.clients(+1)
-	events, next, _, behind := h.since(91, &epoch, nil)
-	if len(events) != 0 || next != 91 || behind {
-		t.Fatalf("while catching up: %q, next %d, behind %v; want nothing, next 91", events, next, behind)
-	}
-	h.caughtUp()
-	events, next, _, _ = h.since(91, &epoch, nil)
-	if !strings.HasPrefix(string(events), "event: restart\n") || next != 51 {
-		t.Fatalf("caught up: %q, next %d; want a restart and the records from 1", events, next)
-	}
-}
-
-// TestServe_ResumeAheadOfHub: an event stream resuming with an id the hub has not read yet
-// (taken from /records, which reads the ring itself) gets the records after it once the
-// hub reads them, with no restart event.
-func TestServe_ResumeAheadOfHub(t *testing.T) {
+// TestServe_WaitsForRing runs `filering serve` on a directory that does not exist: it
+// listens at once, says once on stderr that it waits for a ring there, answers 503 with
+// the reason on /records and /healthz, and serves the ring once a producer creates it,
+// without a restart. It stops on SIGINT with exit status 0.
+func TestServe_WaitsForRing(t *testing.T) {
 	dir := ringtest.Dir(t)
-	w, err := publish.Open(dir, publish.Options{})
+	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	s := newServer(dir, 1000)
-	defer s.close()
-	// The hub is fed by hand: it has read records 1 to 50 of a ring that holds 100.
-	rec := func(seq uint64) []byte { return appendEvent(nil, segment.Record{Seq: seq, Data: []byte("x")}) }
-	for seq := uint64(1); seq <= 50; seq++ {
-		s.hub.add(seq, rec(seq))
-	}
-	s.hub.caughtUp()
-	ts := httptest.NewServer(s)
-	defer ts.Close()
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		for seq := uint64(51); seq <= 100; seq++ {
-			s.hub.add(seq, rec(seq))
-		}
-	}()
-	sc, done := eventStream(t, ts.URL+"/events", "80")
-	defer done()
-	if sc == nil {
-		t.FailNow()
-	}
-	for want := uint64(81); want <= 100 && sc.Scan(); {
-		line := sc.Text()
-		if strings.HasPrefix(line, "event: ") {
-			t.Fatalf("before record %d: %q", want, line)
-		}
-		if id, ok := strings.CutPrefix(line, "id: "); ok {
-			if n, _ := strconv.ParseUint(id, 10, 64); n != want {
-				t.Fatalf("event id %d, want %d", n, want)
-			}
-			want++
-		}
-	}
-	if err := sc.Err(); err != nil {
+	cmd := exec.Command(self, "-test.run=^TestHelperFilering$", "--", "serve", "--listen", "127.0.0.1:0", dir)
+	cmd.Env = append(os.Environ(), "FILERING_TEST_HELPER=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestServe_IDsAtTopOfRange: ids and sequence numbers at the top of the uint64 range are
-// ids ahead of the ring like any other: a stream resuming after 2^64-1 is told the ring
-// restarted and gets its records from 1 (the next id wrapped to 0 and the stream
-// replayed the ring with no restart event), and /records after it has nothing.
-func TestServe_IDsAtTopOfRange(t *testing.T) {
-	base, _ := startServe(t, 10)
-	for _, tc := range []struct{ url, lastID string }{
-		{base + "/events", "18446744073709551615"},
-		{base + "/events", "18446744073709551614"},
-		{base + "/events?after=18446744073709551615", ""},
-		{base + "/events?after=9223372036854775808", ""},
-	} {
-		sc, done := eventStream(t, tc.url, tc.lastID)
-		if sc == nil {
-			t.FailNow()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
 		}
-		var restart bool
-		var ids []string
-		for len(ids) < 10 && sc.Scan() {
-			if sc.Text() == "event: restart" {
-				restart = len(ids) == 0
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	}()
+	next := func() string {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("serve exited: %v", <-exited)
 			}
-			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
-				ids = append(ids, id)
-			}
+			return l
+		case <-time.After(time.Minute):
+			t.Fatal("serve printed nothing for a minute")
 		}
-		done()
-		if !restart || len(ids) != 10 || ids[0] != "1" || ids[9] != "10" {
-			t.Errorf("%s Last-Event-ID %q: restart first %v, ids %v; want a restart, then 1 to 10", tc.url, tc.lastID, restart, ids)
-		}
+		return ""
 	}
-	for _, after := range []string{"18446744073709551615", "18446744073709551614", "9223372036854775807"} {
-		var doc recordsDoc
-		if code := getJSON(t, base+"/records?after="+after+"&last=5", &doc); code != 200 || len(doc.Records) != 0 || doc.LastSeq != 10 {
-			t.Errorf("/records?after=%s: %d %+v; want no record, last_seq 10", after, code, doc)
-		}
+	var base string
+	if l := next(); !strings.HasPrefix(l, "filering: serving "+dir+" on http://") {
+		t.Fatalf("first line %q; want the address served", l)
+	} else {
+		base = strings.TrimSuffix(l[strings.Index(l, "http://"):], "/")
 	}
-	var e struct{ Error string }
-	if code := getJSON(t, base+"/records?after=18446744073709551616", &e); code != 400 || e.Error == "" {
-		t.Errorf("after=2^64: %d %q; want 400", code, e.Error)
+	if l := next(); !strings.Contains(l, "no ring at "+dir+" yet: waiting for one") {
+		t.Fatalf("second line %q; want that it waits for a ring", l)
 	}
-	req, _ := http.NewRequest("GET", base+"/events", nil)
-	req.Header.Set("Last-Event-ID", "18446744073709551616")
-	resp, err := http.DefaultClient.Do(req)
+	wantUnavailable(t, base+"/records?last=5", "error", "no ring at "+dir)
+	wantUnavailable(t, base+"/healthz", "reason", "no ring at "+dir)
+	resp, err := http.Get(base + "/records")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 400 {
-		t.Errorf("Last-Event-ID 2^64: %d; want 400", resp.StatusCode)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+
+	w, err := publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	appendAll(t, w, "1", "2", "3")
+	var doc valuesDoc
+	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 3 || doc.LastSeq != 3 {
+		t.Fatalf("once the ring exists: %d %+v", code, doc)
+	}
+	var h struct {
+		OK bool `json:"ok"`
+	}
+	if code := getJSON(t, base+"/healthz", &h); code != 200 || !h.OK {
+		t.Fatalf("healthz once the ring exists: %d %+v", code, h)
+	}
+	// The event stream picks the ring up too.
+	if ids := sse(t, base+"/events?after=0", "", 3); fmt.Sprint(ids) != "[1 2 3]" {
+		t.Fatalf("events: %v", ids)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("serve after SIGINT: %v; stderr %q", err, rest)
+	}
+	if len(rest) != 0 {
+		t.Errorf("serve said more on stderr: %q", rest)
+	}
+}
+
+// TestServe_NotADirectory: serve on a path that cannot be a ring directory fails at once
+// and says why, instead of waiting for a ring there.
+func TestServe_NotADirectory(t *testing.T) {
+	file := ringtest.Dir(t)
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	code := run([]string{"filering", "serve", "--listen", "127.0.0.1:0", file}, strings.NewReader(""), &strings.Builder{}, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), file) || !strings.Contains(stderr.String(), "not a directory") {
+		t.Fatalf("exit %d, stderr %q; want 1 and that %s is not a directory", code, stderr.String(), file)
+	}
+}
+
+// TestServe_StaleFlag: --stale must not be negative.
+func TestServe_StaleFlag(t *testing.T) {
+	var stderr strings.Builder
+	if code := run([]string{"filering", "serve", "--stale", "-1s", ringtest.Dir(t)}, strings.NewReader(""), &strings.Builder{}, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "--stale") {
+		t.Fatalf("exit %d, stderr %q; want 2 and a message about --stale", code, stderr.String())
 	}
 }

@@ -70,13 +70,13 @@ func take(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "filering: %s: segment %d was claimed by a taker that died; delivering it again\n", dir, tk.Number())
 		}
 		for tk.Next() {
-			if err := out.write(tk.Record()); err != nil {
+			if err := out.WriteRecord(tk.Record()); err != nil {
 				tk.Close()
 				return err
 			}
 		}
 		// Records reach the output before the segment is deleted: at least once.
-		if err := out.flush(); err != nil {
+		if err := out.Flush(); err != nil {
 			tk.Close()
 			return err
 		}

@@ -1,5 +1,5 @@
 // Package cgi holds the live graph page of the CGI and WSGI examples in this directory,
-// so that `filering serve` can embed the same page.
+// so that package serve (`filering serve`) can embed the same page.
 package cgi
 
 import _ "embed"

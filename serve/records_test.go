@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"encoding/json"
@@ -73,13 +73,13 @@ type seqsDoc struct {
 
 // TestServe_RecordsMemoryBounded: many concurrent /records?last=100000 on a ring of 2 KB
 // records (12 MB each) get every record, while what the server holds for them stays
-// within a few write buffers per request and at most recordsConcurrent requests read the
+// within a few write buffers per request and at most RecordsConcurrent requests read the
 // ring at once. Before, each response was built whole in memory.
 func TestServe_RecordsMemoryBounded(t *testing.T) {
 	const records = 6000
 	dir := bigRing(t, records)
 	var largest atomic.Int64
-	base, s := startServer(t, dir, func(s *server, ts *httptest.Server) {
+	base, s := startServer(t, dir, func(s *Server, ts *httptest.Server) {
 		s.limits.queueWait = 10 * time.Minute // all get their turn: 503 is tested elsewhere
 		ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s.ServeHTTP(writeMeter{w, &largest}, r)
@@ -118,9 +118,9 @@ func TestServe_RecordsMemoryBounded(t *testing.T) {
 	wg.Wait()
 	// A request's buffer: recordsChunk and room for the record that fills it.
 	perRequest := int64(recordsChunk + recordsChunk/4)
-	if peak := s.limits.peak.Load(); peak <= 0 || peak > recordsConcurrent*perRequest {
+	if peak := s.limits.peak.Load(); peak <= 0 || peak > RecordsConcurrent*perRequest {
 		t.Errorf("the /records responses held up to %d bytes at once; want at most %d (%d requests of %d)",
-			peak, recordsConcurrent*perRequest, recordsConcurrent, perRequest)
+			peak, RecordsConcurrent*perRequest, RecordsConcurrent, perRequest)
 	}
 	if n := largest.Load(); n > perRequest {
 		t.Errorf("a response was written %d bytes at once; want at most %d", n, perRequest)
@@ -172,7 +172,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // Retry-After and a message that gives the limit, and is served again once they go away.
 func TestServe_RecordsBusy(t *testing.T) {
 	dir := bigRing(t, bigRecords)
-	base, s := startServer(t, dir, func(s *server, ts *httptest.Server) {
+	base, s := startServer(t, dir, func(s *Server, ts *httptest.Server) {
 		s.limits = newRecordsLimits(2)
 		s.limits.queueWait = 50 * time.Millisecond
 		smallSendBuffers(ts)
@@ -215,7 +215,7 @@ func TestServe_RecordsBusy(t *testing.T) {
 // the stall timeout is cut off, and gives its turn back.
 func TestServe_RecordsStalledClientCutOff(t *testing.T) {
 	dir := bigRing(t, bigRecords)
-	base, s := startServer(t, dir, func(s *server, ts *httptest.Server) {
+	base, s := startServer(t, dir, func(s *Server, ts *httptest.Server) {
 		s.limits.stall = 100 * time.Millisecond
 		smallSendBuffers(ts)
 	})
@@ -290,7 +290,7 @@ func TestServe_RecordsLastSeq(t *testing.T) {
 		appendAll(t, w, fmt.Sprint(i))
 	}
 	s := newServer(dir, 1000)
-	defer s.close()
+	defer s.Close()
 	// The hub, fed by hand, has seen records up to 100 that the ring does not hold (yet).
 	for seq := uint64(1); seq <= 100; seq++ {
 		s.hub.add(seq, appendEvent(nil, segment.Record{Seq: seq, Data: []byte("x")}))

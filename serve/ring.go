@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"errors"
@@ -12,11 +12,11 @@ import (
 	"github.com/filering/filering/watch"
 )
 
-// errNoRingDir means the ring's path names nothing (yet): `filering serve` waits for a
+// errNoRingDir means the ring's path names nothing (yet): a Server waits for a
 // producer to create the ring there.
 var errNoRingDir = errors.New("no ring directory")
 
-// ringSource gives the handlers of `filering serve` the ring directory at a path, opened
+// ringSource gives the handlers of a Server the ring directory at a path, opened
 // on first use and opened again whenever the path has come to name another directory
 // than the one held (the ring was removed and created anew), or the one held was removed.
 // A directory that does not exist is not an error to wait on forever: every acquire looks
@@ -24,8 +24,9 @@ var errNoRingDir = errors.New("no ring directory")
 type ringSource struct {
 	path string
 
-	mu  sync.Mutex
-	cur *ringHandle // the directory at path as last seen; nil before the first acquire
+	mu     sync.Mutex
+	cur    *ringHandle // the directory at path as last seen; nil before the first acquire
+	closed bool        // close was called: acquire fails with ErrClosed
 }
 
 // ringHandle is one opened ring directory: the reader and, on the same directory, the
@@ -44,10 +45,14 @@ func newRingSource(path string) *ringSource { return &ringSource{path: path} }
 
 // acquire returns the ring directory that the path names now. The caller must release
 // it, after closing every snapshot and follower obtained from its ring. When the path
-// names nothing, the error wraps errNoRingDir and os.ErrNotExist.
+// names nothing, the error wraps errNoRingDir and os.ErrNotExist; after close, it is
+// ErrClosed.
 func (s *ringSource) acquire() (*ringHandle, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
 	if s.cur != nil && s.cur.current() {
 		s.cur.refs++
 		return s.cur, nil
@@ -65,10 +70,12 @@ func (s *ringSource) acquire() (*ringHandle, error) {
 	return h, nil
 }
 
-// close lets go of the current directory; it is closed once its users release it.
+// close lets go of the current directory, which is closed once its users release it,
+// and makes acquire fail from then on.
 func (s *ringSource) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.cur != nil {
 		s.cur.unref()
 		s.cur = nil

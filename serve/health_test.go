@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"net/http/httptest"
@@ -42,7 +42,7 @@ func healthz(t *testing.T, base string) (int, healthDoc) {
 func TestServe_Healthz(t *testing.T) {
 	dir := ringtest.Dir(t)
 	var ahead atomic.Int64 // how far the server's clock is ahead of the real one
-	base, _ := startServer(t, dir, func(s *server, _ *httptest.Server) {
+	base, _ := startServer(t, dir, func(s *Server, _ *httptest.Server) {
 		s.stale = 10 * time.Second
 		s.now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
 	})
@@ -85,7 +85,7 @@ func TestServe_HealthzNoStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, _ := startServer(t, dir, func(s *server, _ *httptest.Server) {
+	base, _ := startServer(t, dir, func(s *Server, _ *httptest.Server) {
 		s.now = func() time.Time { return time.Now().Add(1000 * time.Hour) }
 	})
 	if code, h := healthz(t, base); code != 200 {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package serve
 
 import (
 	"bufio"
@@ -24,7 +24,7 @@ import (
 	"time"
 )
 
-// The browser test loads the live graph page of `filering serve` in headless Chromium
+// The browser test loads the live graph page of a Server in headless Chromium
 // (Debian: apt-get install -y chromium). Without chromium in PATH it skips, unless
 // FILERING_REQUIRE_CHROMIUM=1, which makes a missing browser a failure (for CI).
 // FILERING_UPDATE_SCREENSHOT=1 writes the screenshot it takes to docs/live-graph.png.
@@ -37,7 +37,7 @@ import (
 const (
 	// screenshotPath is where FILERING_UPDATE_SCREENSHOT=1 writes the screenshot,
 	// relative to this package's directory.
-	screenshotPath = "../../docs/live-graph.png"
+	screenshotPath = "../docs/live-graph.png"
 	// viewWidth and viewHeight are the size of the page in CSS pixels, and of the screenshot.
 	viewWidth, viewHeight = 1200, 700
 	// staleSeconds is the page's stale timeout (its stale= parameter): short, so that the

@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/filering/filering/recordio"
 	"github.com/filering/filering/watch"
 )
 
@@ -21,17 +22,17 @@ type health struct {
 }
 
 // healthz answers /healthz: 200 and {"ok":true,...} when a producer holds the ring's lock
-// and, with --stale, the newest record is no older than that; otherwise 503 and
+// and, with Options.Stale, the newest record is no older than that; otherwise 503 and
 // {"ok":false,"reason":"...",...}. The other members are last_seq and records (0 when
 // unknown), producer_pid (null when no producer holds the lock, or it is unknown) and
 // clients, the number of event streams.
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	hl := s.health()
 	b := []byte(`{"ok":`)
 	b = strconv.AppendBool(b, hl.reason == "")
 	if hl.reason != "" {
 		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, []byte(toValidUTF8(hl.reason)))
+		b = recordio.AppendJSONString(b, []byte(toValidUTF8(hl.reason)))
 	}
 	b = fmt.Appendf(b, `,"last_seq":%d,"records":%d,"producer_pid":`, hl.lastSeq, hl.records)
 	if hl.producerPID != 0 {
@@ -51,7 +52,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // health examines the ring: that it exists and can be read, that a producer holds its
 // lock, and that its newest record is no older than s.stale (when set).
-func (s *server) health() health {
+func (s *Server) health() health {
 	h, err := s.src.acquire()
 	if err != nil {
 		return health{reason: ringReason(s.src.path, err)}

@@ -1,8 +1,9 @@
-package main
+package serve
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,24 +11,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/filering/filering/recordio"
 	"github.com/filering/filering/segment"
 	"github.com/filering/filering/watch"
 )
 
 // Limits of /records. A response is written as it is read, so what one request holds is
 // its write buffer and, beyond it, at most one record and one piece of its encoding
-// (recordsPiece); at most recordsConcurrent requests read the ring at once, so the total is
-// bounded too.
+// (recordsPiece); at most RecordsConcurrent requests read the ring at once, so the total is
+// bounded too. MaxLast, RecordsConcurrent and RecordsQueueWait are in serve.go.
 const (
-	// maxLast is the largest last= that /records and /events accept; a larger one is
-	// refused with 400.
-	maxLast = 100000
-	// recordsConcurrent is how many /records requests may read the ring at once. A long
-	// poll takes its place only once it has something to read.
-	recordsConcurrent = 8
-	// recordsQueueWait is how long a /records request waits for its turn before it is
-	// answered 503 with Retry-After.
-	recordsQueueWait = 5 * time.Second
 	// recordsChunk is the size of a /records response's write buffer: the response is
 	// sent in pieces of about this size as the records are read.
 	recordsChunk = 64 << 10
@@ -41,8 +34,8 @@ const (
 	retryAfter = "1"
 )
 
-// recordsLimits are the limits of /records, the constants above in `filering serve`;
-// tests change them.
+// recordsLimits are the limits of /records, the constants above in a Server; tests
+// change them.
 type recordsLimits struct {
 	slots     chan struct{} // one token per request reading the ring
 	queueWait time.Duration
@@ -53,7 +46,7 @@ type recordsLimits struct {
 }
 
 func newRecordsLimits(concurrent int) *recordsLimits {
-	return &recordsLimits{slots: make(chan struct{}, concurrent), queueWait: recordsQueueWait, stall: recordsStall}
+	return &recordsLimits{slots: make(chan struct{}, concurrent), queueWait: RecordsQueueWait, stall: recordsStall}
 }
 
 // enter waits up to queueWait for a turn to read the ring and reports whether it got
@@ -91,15 +84,15 @@ func (l *recordsLimits) hold(n int) {
 	}
 }
 
-// queryLast parses last=, from 0 to maxLast; def when absent.
+// queryLast parses last=, from 0 to MaxLast; def when absent.
 func queryLast(r *http.Request, def uint64) (uint64, error) {
 	v := r.URL.Query().Get("last")
 	if v == "" {
 		return def, nil
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n > maxLast {
-		return 0, fmt.Errorf("last=%q: want a whole number from 0 to %d", v, maxLast)
+	if err != nil || n > MaxLast {
+		return 0, fmt.Errorf("last=%q: want a whole number from 0 to %d", v, MaxLast)
 	}
 	return n, nil
 }
@@ -116,7 +109,7 @@ func noRingMessage(path string) string {
 }
 
 // records answers /records?last=N and /records?after=SEQ&wait=S: the last N records
-// (default 300, at most maxLast), of those newer than SEQ when after= is given, waiting
+// (default 300, at most MaxLast), of those newer than SEQ when after= is given, waiting
 // up to S seconds (at most 60) for one. The document is
 // {"records":[...],"last_seq":N}, where last_seq is the sequence number of the last record
 // in it; with no record in it, that of the newest record in the ring (0 for an empty
@@ -125,7 +118,7 @@ func noRingMessage(path string) string {
 // with an "error" member, `...],"last_seq":N,"error":"..."}`. Before that, errors are
 // 400 (a bad query), 503 with Retry-After (no ring at the path yet, or too many
 // requests reading the ring at once) or 500.
-func (s *server) records(w http.ResponseWriter, r *http.Request) {
+func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 	last, err := queryLast(r, 300)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
@@ -208,7 +201,7 @@ func (s *server) records(w http.ResponseWriter, r *http.Request) {
 	out.buf = strconv.AppendUint(out.buf, newest, 10)
 	if err != nil {
 		out.buf = append(out.buf, `,"error":`...)
-		out.buf = appendJSONString(out.buf, []byte(toValidUTF8(err.Error())))
+		out.buf = recordio.AppendJSONString(out.buf, []byte(toValidUTF8(err.Error())))
 	}
 	out.buf = append(out.buf, "}\n"...)
 	out.send()
@@ -241,7 +234,7 @@ type recordsWriter struct {
 	err     error
 }
 
-func (s *server) newRecordsWriter(w http.ResponseWriter) *recordsWriter {
+func (s *Server) newRecordsWriter(w http.ResponseWriter) *recordsWriter {
 	out := &recordsWriter{w: w, rc: http.NewResponseController(w), limits: s.limits}
 	out.buf = make([]byte, 0, recordsChunk+recordsChunk/4)
 	out.account()
@@ -295,7 +288,7 @@ func (o *recordsWriter) record(rec segment.Record) error {
 // the quotes around it.
 func appendJSONStringBody(b, s []byte) []byte {
 	start := len(b)
-	b = appendJSONString(b, s)
+	b = recordio.AppendJSONString(b, s)
 	copy(b[start:], b[start+1:len(b)-1])
 	return b[:len(b)-2]
 }
@@ -349,10 +342,14 @@ func toValidUTF8(s string) string {
 }
 
 // ringError answers for an error reading the ring at path: 503 with Retry-After when
-// there is no ring there (yet), 500 otherwise.
+// there is no ring there (yet) or the Server was closed, 500 otherwise.
 func ringError(w http.ResponseWriter, path string, err error) {
 	if noRing(err) {
 		unavailable(w, noRingMessage(path))
+		return
+	}
+	if errors.Is(err, ErrClosed) {
+		unavailable(w, err.Error())
 		return
 	}
 	httpError(w, http.StatusInternalServerError, err.Error())

@@ -1,4 +1,4 @@
-package main
+package recordio
 
 import (
 	"bufio"
@@ -34,12 +34,12 @@ func TestFrameReader(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			fr := frameReader{in: bufio.NewReader(bytes.NewReader(c.in)), limit: 10}
+			fr := NewFrameReader(bufio.NewReader(bytes.NewReader(c.in)), "standard input", 10)
 			var got []string
 			var err error
 			for {
 				var p []byte
-				if p, err = fr.next(); err != nil {
+				if p, err = fr.Next(); err != nil {
 					break
 				}
 				got = append(got, string(p))
@@ -61,10 +61,10 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{3, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		fr := frameReader{in: bufio.NewReader(bytes.NewReader(in)), limit: 64}
+		fr := NewFrameReader(bytes.NewReader(in), "standard input", 64)
 		var again []byte
 		for {
-			p, err := fr.next()
+			p, err := fr.Next()
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "byte offset") {
 					t.Fatalf("error without an offset: %v", err)

@@ -1,0 +1,289 @@
+// Package serve serves a filering ring over HTTP: the latest records as JSON, long polls
+// for newer ones, a Server-Sent Events stream of every record, a health check, and a
+// live graph page that draws the records as they arrive.
+//
+// A Server is the http.Handler of one ring directory, which need not exist yet. A Go
+// program mounts it in its own http.ServeMux, under a prefix if it likes, and runs its
+// hub:
+//
+//	s, err := serve.New("/run/ring/sensor", serve.Options{})
+//	if err != nil {
+//		return err
+//	}
+//	defer s.Close()
+//	go s.Run(ctx) // the one follower of the ring that feeds every event stream
+//	mux.Handle("/sensor/", http.StripPrefix("/sensor", s))
+//
+// or lets it run an HTTP server of its own with Serve, as `filering serve` does. The
+// page refers to the other endpoints by relative URLs: serve it at a path that ends in
+// a slash.
+//
+// # Endpoints
+//
+// Relative to where the Server is mounted:
+//
+//	GET /                        the live graph page
+//	GET /records?last=N          the latest N records as JSON (default 300, at most MaxLast)
+//	GET /records?after=SEQ&wait=S
+//	                             records newer than SEQ, waiting up to S seconds (at most 60) for one
+//	GET /events                  Server-Sent Events, one per record, id = sequence number;
+//	                             resumes after Last-Event-ID, or ?after=SEQ, or starts with ?last=N
+//	GET /healthz                 {"ok":true,...}; 503 and {"ok":false,"reason":"...",...} when there
+//	                             is no ring, no producer holds it, or (Options.Stale) its newest
+//	                             record is too old
+//
+// Records are {"seq":N,"time_ns":T,"value":V}: V is the payload as a JSON number when it
+// is a decimal number, else as a string. /records responses are written as they are
+// read; at most RecordsConcurrent are read at once, and a request that finds no turn
+// within RecordsQueueWait gets 503 with Retry-After. Until a ring exists at the path,
+// /records and /healthz answer 503 with Retry-After, and the Server picks the ring up
+// when it appears, or when it is removed and created anew (event streams are told with
+// a "restart" event). The handlers' documentation gives each document in full.
+//
+// # Goroutines, concurrency and stopping
+//
+// A Server's methods are safe for concurrent use. Besides the goroutines net/http runs
+// requests in, a Server has one: the hub, which follows the ring and keeps its newest
+// records (Options.Buffer of them) for the event streams, so that one reader of the ring
+// serves every client and a slow client slows nobody. The hub runs in Run, in the
+// caller's goroutine, until Run's context is done or Close is called; without it, event
+// streams and long polls (/records?after=&wait=) see no new record. Serve runs it itself.
+//
+// Event streams and long polls end when their request's context is done (the client goes
+// away, or the http.Server's BaseContext is cancelled, as Serve does); they do not end by
+// themselves, so an http.Server.Shutdown without a cancelled BaseContext waits for them
+// until its own context expires. Close stops the hub, waits for Run to return, and lets
+// go of the ring directory; requests still running keep what they hold until they end,
+// and later ones are answered 503.
+package serve
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/filering/filering/examples/cgi"
+	"github.com/filering/filering/recordio"
+)
+
+// Limits and defaults.
+const (
+	// DefaultBuffer is the number of records the hub keeps when Options.Buffer is 0, and
+	// MaxBuffer the most it may keep.
+	DefaultBuffer = 4096
+	MaxBuffer     = 1 << 20
+	// MaxLast is the largest last= that /records and /events accept; a larger one is
+	// refused with 400.
+	MaxLast = 100000
+	// RecordsConcurrent is how many /records requests may read the ring at once. A long
+	// poll takes its place only once it has something to read.
+	RecordsConcurrent = 8
+	// RecordsQueueWait is how long a /records request waits for its turn before it is
+	// answered 503 with Retry-After.
+	RecordsQueueWait = 5 * time.Second
+)
+
+// ErrClosed is the error of requests that reach a Server after Close: they are answered
+// 503.
+var ErrClosed = errors.New("serve: server closed")
+
+// Options configure New. The zero value gives the defaults.
+type Options struct {
+	// Buffer is how many of the newest records the hub keeps in memory, encoded as
+	// events, for event streams to start from and to catch up with: DefaultBuffer when
+	// 0, from 1 to MaxBuffer otherwise. A stream that asks for older records reads them
+	// from the ring itself.
+	Buffer int
+	// Stale, when positive, makes /healthz fail when the newest record is older than it.
+	Stale time.Duration
+}
+
+// Server answers the HTTP endpoints of one ring directory. See the package
+// documentation for the endpoints, the goroutine it needs and how to stop it.
+type Server struct {
+	src    *ringSource
+	hub    *hub
+	mux    *http.ServeMux
+	page   []byte
+	limits *recordsLimits
+	stale  time.Duration    // /healthz fails when the newest record is older; 0: no check
+	now    func() time.Time // the clock /healthz measures staleness with
+
+	closing context.Context // done once Close is called: stops the hub
+	stop    context.CancelFunc
+	mu      sync.Mutex
+	running bool // Run was called
+	closed  bool
+	hubs    sync.WaitGroup // Run, while it runs
+}
+
+// New returns the Server of the ring directory at dir, which need not exist yet. It
+// fails when opts is out of range, or when dir cannot be a ring directory: a file, a
+// symbolic link, a directory it may not read. The caller runs the hub (Run or Serve) and
+// calls Close when done.
+func New(dir string, opts Options) (*Server, error) {
+	if opts.Buffer == 0 {
+		opts.Buffer = DefaultBuffer
+	}
+	if opts.Buffer < 1 || opts.Buffer > MaxBuffer {
+		return nil, fmt.Errorf("serve: Buffer %d: want 1 to %d", opts.Buffer, MaxBuffer)
+	}
+	if opts.Stale < 0 {
+		return nil, fmt.Errorf("serve: Stale %v: must not be negative", opts.Stale)
+	}
+	s := newServer(dir, opts.Buffer)
+	s.stale = opts.Stale
+	if _, err := s.Waiting(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer returns the server of the ring at path, keeping buffer records for event
+// streams, with no check of the path. Tests change its fields before they use it.
+func newServer(path string, buffer int) *Server {
+	s := &Server{
+		src:    newRingSource(path),
+		hub:    newHub(buffer),
+		mux:    http.NewServeMux(),
+		limits: newRecordsLimits(RecordsConcurrent),
+		now:    time.Now,
+	}
+	s.closing, s.stop = context.WithCancel(context.Background())
+	// The page reads Server-Sent Events when it finds window.FILERING_EVENTS.
+	s.page = bytes.Replace(cgi.IndexHTML, []byte("<script>"),
+		[]byte("<script>window.FILERING_EVENTS = \"events\";</script>\n<script>"), 1)
+	s.mux.HandleFunc("GET /{$}", s.index)
+	s.mux.HandleFunc("GET /records", s.records)
+	s.mux.HandleFunc("GET /events", s.events)
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	return s
+}
+
+// Run runs the hub, the one follower of the ring that feeds every event stream and wakes
+// the long polls, until ctx is done or Close is called. It waits for a ring when there
+// is none at the path yet, and follows the new one when the ring is created anew. Call
+// it once, in a goroutine of its own (or call Serve, which calls it); a second call
+// panics. After Close it returns at once.
+func (s *Server) Run(ctx context.Context) {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		panic("serve: Server.Run called twice")
+	}
+	s.running = true
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.hubs.Add(1)
+	s.mu.Unlock()
+	defer s.hubs.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.closing, cancel)()
+	s.hub.run(ctx, s.src)
+}
+
+// Serve answers HTTP requests on ln, with the hub running, until ctx is done; then it
+// shuts the HTTP server down, gives the requests running two seconds to end, and
+// returns nil. It closes ln. Requests' contexts derive from ctx, so event streams and
+// long polls end when it is done. When serving fails (ln fails), it returns that error.
+// Serve calls Run: call one or the other, once. Call Close after Serve returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hubCtx, stopHub := context.WithCancel(ctx)
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		s.Run(hubCtx)
+	}()
+	defer func() { stopHub(); <-hubDone }()
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shut, done := context.WithTimeout(context.Background(), 2*time.Second)
+		defer done()
+		if srv.Shutdown(shut) != nil {
+			srv.Close()
+		}
+		<-errc
+		return nil
+	}
+}
+
+// Close stops the hub, waits for Run to return, and lets go of the ring directory.
+// Requests still running keep what they use until they end; later requests are answered
+// 503 (ErrClosed). It returns nil; closing again does nothing.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	s.hubs.Wait()
+	s.src.close()
+	return nil
+}
+
+// Waiting reports whether there is no ring at the path yet: no directory, or no manifest
+// in it. Until there is, /records and /healthz answer 503. It fails when the path cannot
+// be a ring directory.
+func (s *Server) Waiting() (bool, error) {
+	h, err := s.src.acquire()
+	if noRing(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer h.release()
+	_, err = h.ring.Manifest()
+	return noRing(err), nil
+}
+
+// ServeHTTP answers the endpoints listed in the package documentation, and 404 or 405
+// for anything else.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(s.page)
+}
+
+// httpError answers code with {"error":"msg"}.
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	b := append([]byte(`{"error":`), recordio.AppendJSONString(nil, []byte(strings.ToValidUTF8(msg, "\uFFFD")))...)
+	w.Write(append(b, "}\n"...))
+}
+
+// queryUint parses the query parameter name as a whole number, def when absent, and
+// caps it at limit.
+func queryUint(r *http.Request, name string, def, limit uint64) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: want a whole number", name, v)
+	}
+	return min(n, limit), nil
+}
