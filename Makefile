@@ -26,13 +26,14 @@ build:
 
 vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 
 unit:
 	$(GO) test -count=1 ./...
 
 race:
-	$(GO) test -count=1 -race ./segment/ ./publish/ ./watch/
+	$(GO) test -count=1 -race ./segment/ ./publish/ ./watch/ ./serve/ ./recordio/ ./forward/...
 
 # python installs python/ into a fresh virtual environment (offline, with Debian's
 # setuptools and wheel) and runs its tests and examples/cgi's against the installed copy,
