@@ -3,30 +3,15 @@ package publish
 import (
 	"errors"
 	"fmt"
-	"github.com/filering/filering/segment"
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/segment"
 )
 
-// smallTmpfs mounts a tmpfs of the given size for the test, or skips when not root
-// (unless FILERING_REQUIRE_ROOT=1, which makes that a failure).
-func smallTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("FILERING_REQUIRE_ROOT") == "1" {
-			t.Fatal("this test mounts a tmpfs and needs root")
-		}
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+size); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
+// smallTmpfs mounts a tmpfs of the given size for the test: see ringtest.Tmpfs.
+func smallTmpfs(t *testing.T, size string) string { return ringtest.Tmpfs(t, size) }
 
 // TestFullTmpfs runs a producer on a real tmpfs too small for the ring it asks for: it
 // drops the oldest sealed segments to make room, counts them as lost, and goes on. It
@@ -88,30 +73,6 @@ func TestFullTmpfs_NoRoomForOne(t *testing.T) {
 	}
 }
 
-// fill takes every free byte of the file system holding dir with a file of its own, as
-// another program filling a shared tmpfs would, and returns its path.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := dir + "/filler"
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var off int64
-	for chunk := int64(1 << 20); chunk >= 4096; {
-		if err := unix.Fallocate(int(f.Fd()), 0, off, chunk); err != nil {
-			if !errors.Is(err, unix.ENOSPC) {
-				t.Fatal(err)
-			}
-			chunk /= 2
-			continue
-		}
-		off += chunk
-	}
-	return path
-}
-
 // TestFullTmpfs_FilledByAnother fills the tmpfs under a running producer with another
 // file, as happens on a board whose /run fills up: the producer drops its oldest sealed
 // segments to make room for new ones and for its manifest, reports each loss exactly,
@@ -150,7 +111,7 @@ func TestFullTmpfs_FilledByAnother(t *testing.T) {
 				}
 			}
 			appendN(2 * perSegment) // two segments sealed or nearly
-			filler := fill(t, mnt)
+			filler := ringtest.Fill(t, mnt)
 			appendN(6 * perSegment) // several rolls on a full file system
 			if w.Lost() == 0 {
 				t.Fatalf("no segment dropped on a full file system; notes %q", notes)
@@ -203,7 +164,7 @@ func TestFullTmpfs_NothingToDrop(t *testing.T) {
 		w.spare = nil
 	}
 	w.mu.Unlock()
-	filler := fill(t, mnt)
+	filler := ringtest.Fill(t, mnt)
 	payload := make([]byte, 200)
 	perSegment := (16 << 10) / segment.RecordSpan(len(payload))
 	refused := 0

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/filering/filering/internal/ringtest"
 )
 
 // statDoc is the document `filering stat --json` prints.
@@ -176,10 +178,10 @@ func TestReaders_NegativeTimes(t *testing.T) {
 		}
 		return -int64(s)
 	}
-	writeHandRing(t, dir, 4096,
-		handSeg{num: 1, first: 1, n: 2, sealed: true, at: at},
-		handSeg{num: 2, first: 3, n: 2, sealed: true, at: at},
-		handSeg{num: 3, first: 5, n: 1, at: at})
+	ringtest.WriteRing(t, dir, 4096, 1,
+		handSeg{Num: 1, First: 1, N: 2, Sealed: true, At: at},
+		handSeg{Num: 2, First: 3, N: 2, Sealed: true, At: at},
+		handSeg{Num: 3, First: 5, N: 1, At: at})
 	line := func(seq uint64) string {
 		return fmt.Sprintf(`{"seq":%d,"time":"%s","data":"%d"}`+"\n", seq,
 			time.Unix(0, at(seq)).UTC().Format("2006-01-02T15:04:05.000000000Z"), seq)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/segment"
 )
 
@@ -20,11 +21,11 @@ import (
 // ones holding records 1-10, 11-20 and 21-30, and a hot one holding 31-35. Every record
 // takes 32 bytes, so record k of a segment (from 0) is at offset 64 + 32k.
 func damageRing(t *testing.T, dir string) *segment.Manifest {
-	writeHandRing(t, dir, 4096,
-		handSeg{num: 1, first: 1, n: 10, sealed: true},
-		handSeg{num: 2, first: 11, n: 10, sealed: true},
-		handSeg{num: 3, first: 21, n: 10, sealed: true},
-		handSeg{num: 4, first: 31, n: 5})
+	ringtest.WriteRing(t, dir, 4096, 1,
+		handSeg{Num: 1, First: 1, N: 10, Sealed: true},
+		handSeg{Num: 2, First: 11, N: 10, Sealed: true},
+		handSeg{Num: 3, First: 21, N: 10, Sealed: true},
+		handSeg{Num: 4, First: 31, N: 5})
 	return loadManifest(t, dir)
 }
 
@@ -102,7 +103,7 @@ func damageCases() []damageCase {
 		{"record above last_seq", func(t *testing.T, dir string, b []byte, m *segment.Manifest) []byte {
 			m.Segments[1].LastSeq = 13
 			m.Generation++
-			putManifest(t, dir, m)
+			ringtest.PutManifest(t, dir, m)
 			return b
 		}, rec4, 13, false, 28},
 		{"records end before last_seq", bytesOf(func(b []byte) {

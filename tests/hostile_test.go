@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/segment"
 )
 
@@ -61,7 +62,7 @@ func writeHostileRing(t *testing.T, dir string, committedAll, huge bool) {
 		}
 		m.Segments = append(m.Segments, e)
 	}
-	putManifest(t, dir, m)
+	ringtest.PutManifest(t, dir, m)
 }
 
 // allocated returns the bytes the file system has allocated to the files in dir.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/segment"
 )
 
@@ -39,15 +40,15 @@ func TestReaders_ListedButMissingSegments(t *testing.T) {
 		}},
 		{"12000 gone", func(t *testing.T, dir string) uint64 {
 			const n = 12000
-			hot := handSeg{num: n + 1, first: n + 1, n: 10}
-			writeHandRing(t, dir, 4096, hot)
+			hot := handSeg{Num: n + 1, First: n + 1, N: 10}
+			ringtest.WriteRing(t, dir, 4096, 1, hot)
 			m := loadManifest(t, dir)
 			es := make([]segment.Entry, 0, n+1)
 			for i := uint64(1); i <= n; i++ {
 				es = append(es, segment.Entry{Name: segment.Name(i), FirstSeq: i, LastSeq: i, Sealed: true})
 			}
 			m.Segments, m.SegmentsMax = append(es, m.Segments...), n+1
-			putManifest(t, dir, m)
+			ringtest.PutManifest(t, dir, m)
 			return n + 10
 		}},
 	}

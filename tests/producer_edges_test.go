@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,63 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/filering/filering/internal/ringtest"
 )
-
-// needRoot skips a test that needs root, unless FILERING_REQUIRE_ROOT=1 makes that a
-// failure.
-func needRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("FILERING_REQUIRE_ROOT") == "1" {
-			t.Fatalf("%s: needs root", why)
-		}
-		t.Skipf("%s: needs root", why)
-	}
-}
-
-// mountTmpfs mounts a tmpfs of the given size for the test.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	needRoot(t, "mounting a tmpfs")
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+size); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
-
-// fillUp takes every free byte of the file system at dir with a file, as another
-// program filling a shared tmpfs does, and returns its path.
-func fillUp(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var off int64
-	for chunk := int64(1 << 20); chunk >= 4096; {
-		if err := unix.Fallocate(int(f.Fd()), 0, off, chunk); err != nil {
-			if !errors.Is(err, unix.ENOSPC) {
-				t.Fatal(err)
-			}
-			chunk /= 2
-			continue
-		}
-		off += chunk
-	}
-	return path
-}
 
 // TestProduce_FullTmpfs is the board whose /run fills up under a running producer: on
 // a 6 MiB tmpfs with the default 2 MiB segments, another file takes all free room
 // mid-stream. produce keeps running, drops its oldest segments with an exact report,
 // and once the other file is gone its records reach readers again.
 func TestProduce_FullTmpfs(t *testing.T) {
-	mnt := mountTmpfs(t, "6m")
+	mnt := ringtest.Tmpfs(t, "6m")
 	dir := filepath.Join(mnt, "ring")
 	p := startProducer(t, dir)
 	line := bytes.Repeat([]byte("x"), 1000)
@@ -82,7 +33,7 @@ func TestProduce_FullTmpfs(t *testing.T) {
 		r, err := execute(nil, "cat", "--last", "1", dir)
 		return err == nil && bytes.HasPrefix(r.stdout, []byte("before 002999"))
 	})
-	filler := fillUp(t, mnt)
+	filler := ringtest.Fill(t, mnt)
 	write(10000, "full") // five segments' worth with no room for them
 	waitFor(t, 10*time.Second, "a report of dropped records", func() bool {
 		return bytes.Contains(p.stderr.Bytes(), []byte("file system full: dropped segment")) ||

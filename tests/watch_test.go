@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/filering/filering/internal/ringtest"
 )
 
 // TestWatch_BeforeRingExists starts a follower on a directory that does not exist yet,
@@ -347,7 +349,7 @@ func dropEmptyHot(t *testing.T, dir string) {
 	}
 	m.Segments = m.Segments[:len(m.Segments)-1]
 	m.Generation++
-	putManifest(t, dir, m)
+	ringtest.PutManifest(t, dir, m)
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}

@@ -210,9 +210,9 @@ func TestFollower_FromBeyondTheEnd(t *testing.T) {
 func TestFollower_DamagedHotSegment(t *testing.T) {
 	dir := ringtest.Dir(t)
 	const size = 4096
-	s1 := handSeg{num: 1, first: 1, n: 10, sealed: true}
-	s2 := handSeg{num: 2, first: 11, n: 10}
-	writeHandRing(t, dir, size, 1, s1, s2)
+	s1 := handSeg{Num: 1, First: 1, N: 10, Sealed: true}
+	s2 := handSeg{Num: 2, First: 11, N: 10}
+	ringtest.WriteRing(t, dir, size, 1, s1, s2)
 	path2 := filepath.Join(dir, segment.Name(2))
 	b, _ := os.ReadFile(path2)
 	bad := segment.HeaderSize + 3*32 // the fourth record of segment 2, seq 14
@@ -241,12 +241,12 @@ func TestFollower_DamagedHotSegment(t *testing.T) {
 		}
 	}
 	// The producer seals segment 2 (10 records) and starts segment 3.
-	s2.sealed = true
-	os.WriteFile(path2, func() []byte { c := s2.bytes(size); c[bad+24] ^= 1; return c }(), 0o640)
-	s3 := handSeg{num: 3, first: 21, n: 2}
-	os.WriteFile(filepath.Join(dir, segment.Name(3)), s3.bytes(size), 0o640)
-	writeManifest(t, dir, &segment.Manifest{Version: 1, SegmentSize: size, SegmentsMax: 8, Generation: 2,
-		Segments: []segment.Entry{s1.entry(), s2.entry(), s3.entry()}})
+	s2.Sealed = true
+	os.WriteFile(path2, func() []byte { c := s2.Bytes(size); c[bad+24] ^= 1; return c }(), 0o640)
+	s3 := handSeg{Num: 3, First: 21, N: 2}
+	os.WriteFile(filepath.Join(dir, segment.Name(3)), s3.Bytes(size), 0o640)
+	ringtest.PutManifest(t, dir, &segment.Manifest{Version: 1, SegmentSize: size, SegmentsMax: 8, Generation: 2,
+		Segments: []segment.Entry{s1.Entry(), s2.Entry(), s3.Entry()}})
 	expectRecords(t, f, 21, 22)
 	if want := []Loss{{From: 14, To: 20}}; fmt.Sprint(losses) != fmt.Sprint(want) {
 		t.Fatalf("losses %v, want %v", losses, want)
@@ -258,9 +258,9 @@ func TestFollower_DamagedHotSegment(t *testing.T) {
 func TestSnapshot_NegativeTimes(t *testing.T) {
 	dir := ringtest.Dir(t)
 	before1970 := func(seq uint64) int64 { return -int64(seq) * 1e9 }
-	writeHandRing(t, dir, 4096, 1,
-		handSeg{num: 1, first: 1, n: 3, sealed: true, at: before1970},
-		handSeg{num: 2, first: 4, n: 2, at: before1970})
+	ringtest.WriteRing(t, dir, 4096, 1,
+		handSeg{Num: 1, First: 1, N: 3, Sealed: true, At: before1970},
+		handSeg{Num: 2, First: 4, N: 2, At: before1970})
 	r := openRing(t, dir)
 	if got := collect(t, r, Selection{}); !equal(got, span(1, 5)) {
 		t.Fatalf("all: %v", got)

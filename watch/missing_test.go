@@ -17,8 +17,8 @@ import (
 func missingRing(t *testing.T, n int) string {
 	dir := ringtest.Dir(t)
 	const size = 4096
-	hot := handSeg{num: uint64(n) + 1, first: uint64(n) + 1, n: 10}
-	writeHandRing(t, dir, size, 7, hot)
+	hot := handSeg{Num: uint64(n) + 1, First: uint64(n) + 1, N: 10}
+	ringtest.WriteRing(t, dir, size, 7, hot)
 	m := readManifest(t, dir)
 	es := make([]segment.Entry, 0, n+1)
 	for i := 1; i <= n; i++ {
@@ -26,7 +26,7 @@ func missingRing(t *testing.T, n int) string {
 	}
 	m.Segments = append(es, m.Segments...)
 	m.SegmentsMax = n + 1
-	writeManifest(t, dir, m)
+	ringtest.PutManifest(t, dir, m)
 	if _, err := os.Stat(filepath.Join(dir, segment.Name(1))); !os.IsNotExist(err) {
 		t.Fatal("segment 1 exists")
 	}
