@@ -26,11 +26,13 @@ func init() {
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
-		Usage: "measure filering against a pipe, a unix socket and rewrite-and-rename, on this machine",
+		Usage: "measure filering against a raw mmap ring, a pipe, a unix socket and rewrite-and-rename, on this machine",
 		Description: "Measures, for each record size and transport, interleaved so that machine noise hits all alike:\n" +
 			"  alone:   the producer alone, records/s and MB/s of payload (pipe and socket drained by a goroutine);\n" +
 			"  follow:  the producer and a reader in another process: records delivered per second, and records lost;\n" +
 			"  latency: at a low rate, the time from send to receipt in the reader process (µs).\n" +
+			"The raw baseline is the physical limit: a ring of fixed slots in one mapped tmpfs file, one copy and one\n" +
+			"atomic store per record, no checksum, clock or manifest; its reader spins, so latency leaves it out.\n" +
 			"The rename baseline writes the last --buffer bytes of records to a temporary file and renames it over\n" +
 			"the file its reader opens, on every record. Readers of filering and rename wake on inotify.",
 		Flags: []cli.Flag{

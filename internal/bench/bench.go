@@ -1,14 +1,15 @@
 // Package bench is `filering bench`: it measures filering on the machine it runs on,
-// side by side with three other ways of moving a live stream of records to local
-// readers: a pipe, a unix stream socket, and rewriting the whole recent buffer to a file
-// and renaming it over the one readers open. docs/BENCHMARKS.md shows its output and
-// explains each figure.
+// side by side with the physical limit (raw: a bare ring in a shared mapping, one copy
+// and one atomic store per record, see raw.go) and three other ways of moving a live
+// stream of records to local readers: a pipe, a unix stream socket, and rewriting the
+// whole recent buffer to a file and renaming it over the one readers open.
+// docs/BENCHMARKS.md shows its output and explains each figure.
 //
 // The files follow the roles: config.go what a run measures; run.go the run, interleaved
 // measurement by measurement; measure.go the three measurements and the producer's
-// loops; transport.go what every transport provides, and ring.go, stream.go (pipe and
-// socket) and rename.go each transport's sender and reader; peer.go the reader process;
-// report.go and print.go the results, as JSON and as tables.
+// loops; transport.go what every transport provides, and ring.go, raw.go, stream.go
+// (pipe and socket) and rename.go each transport's sender and reader; peer.go the
+// reader process; report.go and print.go the results, as JSON and as tables.
 //
 // Readers in another process are the running binary, started again with their
 // configuration in the environment variable PeerEnv: a binary that calls Run must call

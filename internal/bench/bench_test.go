@@ -97,6 +97,14 @@ func TestBench_json(t *testing.T) {
 		if r.Transport == transRename {
 			continue // a reader of a rewritten file may miss records; they are counted as lost
 		}
+		if r.Transport == transRaw {
+			// The raw ring holds fewer records than its producer may send in 60 ms, and
+			// its reader skips what it was overtaken on (TestRaw_peer checks delivery).
+			if r.Received+r.Lost < r.Sent {
+				t.Errorf("%s: sent %d, received %d, lost %d: records unaccounted for", what, r.Sent, r.Received, r.Lost)
+			}
+			continue
+		}
 		if r.Received != r.Sent || r.Lost != 0 {
 			t.Errorf("%s: sent %d, received %d, lost %d; want every record", what, r.Sent, r.Received, r.Lost)
 		}
@@ -108,7 +116,7 @@ func TestBench_json(t *testing.T) {
 		}
 	}
 
-	if rep.Latency == nil || len(rep.Latency.Transports) != len(AllTransports) {
+	if rep.Latency == nil || len(rep.Latency.Transports) != len(AllTransports)-1 {
 		t.Fatalf("latency: want one result per transport, got %+v", rep.Latency)
 	}
 	for _, r := range rep.Latency.Transports {

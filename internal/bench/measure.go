@@ -21,7 +21,7 @@ func (b *bencher) alone(transport string, size int) (AloneResult, error) {
 	drained := l.drain()
 	res, err := pump(l.sender, newFrame(size), b.Warmup, b.Duration, false)
 	var huge *float64
-	if transport == transFilering {
+	if transport == transFilering || transport == transRaw {
 		share := hugeShare(l.path)
 		huge = &share
 	}

@@ -192,6 +192,8 @@ func RunPeer(js string) int {
 	switch cfg.Transport {
 	case transFilering:
 		err = readRing(ctx, cfg.Path, t, ready)
+	case transRaw:
+		err = readRaw(ctx, cfg.Path, t, ready)
 	case transPipe, transSocket:
 		err = readStream(os.NewFile(4, cfg.Transport), t, ready)
 	case transRename:

@@ -60,10 +60,11 @@ type AloneResult struct {
 	RecordsPerSec float64 `json:"records_per_s"`
 	MBPerSec      float64 `json:"mb_per_s"`
 	// FileringOver is filering's records/s divided by this transport's; baselines only.
+	// On the raw row it is filering's figure as a share of the physical limit ("x raw").
 	FileringOver float64 `json:"filering_over,omitempty"`
-	// HugeShare, for filering, is the share of the producer's segment mappings that the
-	// kernel mapped with huge pages at the end of the run (a segment being prepared left
-	// out), from 0 to 1; -1 when unknown.
+	// HugeShare, for filering and raw, is the share of the producer's segment (or raw
+	// ring) mappings that the kernel mapped with huge pages at the end of the run (a
+	// segment being prepared left out), from 0 to 1; -1 when unknown.
 	HugeShare *float64 `json:"huge_page_share,omitempty"`
 }
 
@@ -91,7 +92,10 @@ type FollowResult struct {
 	RecordsPerSec  float64 `json:"records_per_s"`
 	MBPerSec       float64 `json:"mb_per_s"`
 	// LagMS is how long after the producer's last send the reader received the end.
-	LagMS        float64 `json:"lag_ms"`
+	LagMS float64 `json:"lag_ms"`
+	// FileringOver is filering's delivered records/s divided by this transport's;
+	// baselines only. On the raw row it is filering's figure as a share of the physical
+	// limit ("x raw"); Lost on both rows says whether it came with no loss.
 	FileringOver float64 `json:"filering_over,omitempty"`
 }
 

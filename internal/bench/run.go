@@ -90,7 +90,11 @@ func (b *bencher) run(rep *Report) error {
 			}
 		}
 		if slices.Contains(cfg.Measures, measureLatency) {
-			for i, t := range cfg.Transports {
+			var i int
+			for _, t := range cfg.Transports {
+				if t == transRaw {
+					continue // its reader spins: see raw.go
+				}
 				r, err := b.latency(t, cfg.LatencySize)
 				if err != nil {
 					return fmt.Errorf("%s latency: %v", t, err)
@@ -99,6 +103,7 @@ func (b *bencher) run(rep *Report) error {
 					lat = append(lat, nil)
 				}
 				lat[i] = append(lat[i], r)
+				i++
 			}
 		}
 	}

@@ -64,6 +64,8 @@ func (b *bencher) open(transport string, size int) (*link, error) {
 	switch transport {
 	case transFilering:
 		return b.openRing(size)
+	case transRaw:
+		return b.openRaw(size)
 	case transPipe:
 		return openPipe()
 	case transSocket:
