@@ -27,7 +27,8 @@ import (
 // The browser test loads the live graph page of a Server in headless Chromium
 // (Debian: apt-get install -y chromium). Without chromium in PATH it skips, unless
 // FILERING_REQUIRE_CHROMIUM=1, which makes a missing browser a failure (for CI).
-// FILERING_UPDATE_SCREENSHOT=1 writes the screenshot it takes to docs/live-graph.png.
+// FILERING_UPDATE_SCREENSHOT=1 makes TestServe_BrowserSeries write the screenshot it takes,
+// three series in °C, to docs/live-graph.png.
 //
 // The browser is driven over the DevTools protocol on a pipe (--remote-debugging-pipe):
 // chromium reads commands from its fd 3 and writes replies and events to its fd 4, each
@@ -149,12 +150,7 @@ func TestServe_BrowserLiveGraph(t *testing.T) {
 		t.Errorf("the page threw:\n%s", strings.Join(ex, "\n"))
 	}
 
-	if os.Getenv("FILERING_UPDATE_SCREENSHOT") == "1" {
-		if err := os.WriteFile(screenshotPath, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", screenshotPath)
-	}
+	_ = png // TestServe_BrowserSeries writes the screenshot of the README
 }
 
 // chromiumPath returns the chromium binary, or skips the test when there is none and

@@ -21,6 +21,7 @@ type hub struct {
 	newest  uint64 // sequence number of the newest record seen
 	changed chan struct{}
 	nclient int
+	lost    uint64 // records the follower found lost: overwritten or damaged before it read them
 	epoch   uint64 // grows when the ring is created anew and sequence numbers restart
 	// current is set once the hub's follower has read all the ring had and waits for
 	// more. Until then, a client that asks for records beyond the newest the hub holds
@@ -72,6 +73,7 @@ func (h *hub) follow(ctx context.Context, r *watch.Ring) {
 				// Streams learn of records the ring overwrote, or damage hid, before the
 				// hub read them.
 				ev = fmt.Appendf(ev, "event: lost\ndata: {\"from\":%d,\"to\":%d}\n\n", l.From, l.To)
+				h.addLost(l.To - l.From + 1)
 			}
 			ev = appendEvent(ev, rec)
 			h.add(rec.Seq, ev)
@@ -212,4 +214,18 @@ func (h *hub) clientCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.nclient
+}
+
+// addLost counts n records the follower found lost.
+func (h *hub) addLost(n uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lost += n
+}
+
+// lostCount returns the records the follower found lost, since the Server started.
+func (h *hub) lostCount() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lost
 }

@@ -31,6 +31,15 @@
 //	GET /healthz                 {"ok":true,...}; 503 and {"ok":false,"reason":"...",...} when there
 //	                             is no ring, no producer holds it, or (Options.Stale) its newest
 //	                             record is too old
+//	GET /metrics                 the ring's records, newest sequence number and record time,
+//	                             records lost, producer up and event streams, in the
+//	                             Prometheus text exposition format (see the metrics handler)
+//
+// The page draws one line per number of a payload ("21.5 40", "21.5,40", "[21.5,40]")
+// or per numeric field of a JSON object ({"temp":21.5,"hum":40}), with a legend, and
+// lists the payloads that are not numeric under the graph. Its time axis is wall-clock
+// time; it can be paused. Options.Page gives it a unit, a fixed y-range and a time
+// window, which its query parameters (unit=, min=, max=, window=) override.
 //
 // Records are {"seq":N,"time_ns":T,"value":V}: V is the payload as a JSON number when it
 // is a decimal number, else as a string. /records responses are written as they are
@@ -60,14 +69,17 @@ package serve
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/filering/filering/examples/cgi"
 	"github.com/filering/filering/recordio"
@@ -103,6 +115,64 @@ type Options struct {
 	Buffer int
 	// Stale, when positive, makes /healthz fail when the newest record is older than it.
 	Stale time.Duration
+	// Page holds defaults of the live graph page; its query parameters override them.
+	Page Page
+}
+
+// Page holds defaults of the live graph page, which it takes from
+// window.FILERING_PAGE. The zero value leaves them to the page: no unit, an autoscaled
+// y-range, and every record it keeps drawn.
+type Page struct {
+	// Unit is the unit of the values (unit=), shown on the axis, in the legend and in
+	// the header: at most 32 bytes of UTF-8.
+	Unit string
+	// Min and Max, when not nil, fix the bottom and the top of the y-range (min=, max=).
+	// They must be finite, and Min below Max when both are set.
+	Min, Max *float64
+	// Window, when positive, draws only the records of that long before the newest
+	// (window=).
+	Window time.Duration
+}
+
+// check reports what is wrong with p.
+func (p Page) check() error {
+	switch {
+	case len(p.Unit) > 32 || !utf8.ValidString(p.Unit):
+		return fmt.Errorf("serve: page unit %q: want at most 32 bytes of UTF-8", p.Unit)
+	case p.Min != nil && (math.IsNaN(*p.Min) || math.IsInf(*p.Min, 0)):
+		return fmt.Errorf("serve: page min %v: want a finite number", *p.Min)
+	case p.Max != nil && (math.IsNaN(*p.Max) || math.IsInf(*p.Max, 0)):
+		return fmt.Errorf("serve: page max %v: want a finite number", *p.Max)
+	case p.Min != nil && p.Max != nil && !(*p.Min < *p.Max):
+		return fmt.Errorf("serve: page min %v, max %v: want min below max", *p.Min, *p.Max)
+	case p.Window < 0:
+		return fmt.Errorf("serve: page window %v: must not be negative", p.Window)
+	}
+	return nil
+}
+
+// script returns the script that gives the page its defaults: window.FILERING_PAGE,
+// with the members the page reads (unit, min, max, window in seconds), or nothing when
+// p is the zero value.
+func (p Page) script() []byte {
+	cfg := map[string]any{}
+	if p.Unit != "" {
+		cfg["unit"] = p.Unit
+	}
+	if p.Min != nil {
+		cfg["min"] = *p.Min
+	}
+	if p.Max != nil {
+		cfg["max"] = *p.Max
+	}
+	if p.Window > 0 {
+		cfg["window"] = p.Window.Seconds()
+	}
+	if len(cfg) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(cfg) // escapes <, > and &: safe inside <script>
+	return fmt.Appendf(nil, "<script>window.FILERING_PAGE = %s;</script>\n", b)
 }
 
 // Server answers the HTTP endpoints of one ring directory. See the package
@@ -138,8 +208,12 @@ func New(dir string, opts Options) (*Server, error) {
 	if opts.Stale < 0 {
 		return nil, fmt.Errorf("serve: Stale %v: must not be negative", opts.Stale)
 	}
+	if err := opts.Page.check(); err != nil {
+		return nil, err
+	}
 	s := newServer(dir, opts.Buffer)
 	s.stale = opts.Stale
+	s.setPage(opts.Page)
 	if _, err := s.Waiting(); err != nil {
 		s.Close()
 		return nil, err
@@ -158,14 +232,21 @@ func newServer(path string, buffer int) *Server {
 		now:    time.Now,
 	}
 	s.closing, s.stop = context.WithCancel(context.Background())
-	// The page reads Server-Sent Events when it finds window.FILERING_EVENTS.
-	s.page = bytes.Replace(cgi.IndexHTML, []byte("<script>"),
-		[]byte("<script>window.FILERING_EVENTS = \"events\";</script>\n<script>"), 1)
+	s.setPage(Page{})
 	s.mux.HandleFunc("GET /{$}", s.index)
 	s.mux.HandleFunc("GET /records", s.records)
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /metrics", s.metrics)
 	return s
+}
+
+// setPage makes the page the Server answers: the live graph page, told to read the
+// event stream and given p's defaults.
+func (s *Server) setPage(p Page) {
+	// The page reads Server-Sent Events when it finds window.FILERING_EVENTS.
+	head := append([]byte("<script>window.FILERING_EVENTS = \"events\";</script>\n"), p.script()...)
+	s.page = bytes.Replace(cgi.IndexHTML, []byte("<script>"), append(head, "<script>"...), 1)
 }
 
 // Run runs the hub, the one follower of the ring that feeds every event stream and wakes

@@ -22,6 +22,10 @@ func serveCommand() *cli.Command {
 			"                           resumes after Last-Event-ID, or ?after=SEQ, or starts with ?last=N\n"+
 			"  GET /healthz             {\"ok\":true,...}; 503 and {\"ok\":false,\"reason\":\"...\",...} when there\n"+
 			"                           is no ring, no producer holds it, or (--stale) its newest record is too old\n"+
+			"  GET /metrics             Prometheus text format: records, newest sequence and record time,\n"+
+			"                           records lost, producer up, event streams\n"+
+			"The page draws one line per number of a payload (\"21.5 40\", \"21.5,40\") or per numeric\n"+
+			"field of a JSON object ({\"temp\":21.5,\"hum\":40}), and lists payloads that are not numeric.\n"+
 			"Records are {\"seq\":N,\"time_ns\":T,\"value\":V}: V is the payload as a number when it is a\n"+
 			"decimal number, else as a string. One follower reads the ring for every client; a slow\n"+
 			"client never slows the producer or the other clients. /records responses are sent as\n"+
@@ -33,6 +37,10 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "`ADDRESS` to listen on (loopback unless told otherwise)"},
 			&cli.IntFlag{Name: "buffer", Value: serve.DefaultBuffer, Usage: "records kept in memory for event streams"},
 			&cli.DurationFlag{Name: "stale", Usage: "/healthz fails when the newest record is older than `DURATION` (0: no check)"},
+			&cli.StringFlag{Name: "unit", Usage: "the page shows the values in `UNIT` (e.g. °C; the page's ?unit= overrides it)"},
+			&cli.Float64Flag{Name: "min", Usage: "the page's y-axis starts at `Y` (default: autoscale; ?min= overrides it)"},
+			&cli.Float64Flag{Name: "max", Usage: "the page's y-axis ends at `Y` (default: autoscale; ?max= overrides it)"},
+			&cli.DurationFlag{Name: "window", Usage: "the page draws the last `DURATION` of records (default: the last 600; ?window= overrides it)"},
 		},
 		Action: serveRing,
 	}
@@ -47,6 +55,22 @@ func serveRing(c *cli.Context) error {
 		return err
 	}
 	opts := serve.Options{Buffer: c.Int("buffer"), Stale: c.Duration("stale")}
+	opts.Page.Unit = c.String("unit")
+	opts.Page.Window = c.Duration("window")
+	if c.IsSet("min") {
+		v := c.Float64("min")
+		opts.Page.Min = &v
+	}
+	if c.IsSet("max") {
+		v := c.Float64("max")
+		opts.Page.Max = &v
+	}
+	if m, x := opts.Page.Min, opts.Page.Max; m != nil && x != nil && !(*m < *x) {
+		return usagef("--min %v, --max %v: want min below max", *m, *x)
+	}
+	if opts.Page.Window < 0 {
+		return usagef("--window %v: must not be negative", opts.Page.Window)
+	}
 	if opts.Buffer < 1 || opts.Buffer > serve.MaxBuffer {
 		return usagef("--buffer %d: want 1 to %d", opts.Buffer, serve.MaxBuffer)
 	}
