@@ -513,7 +513,7 @@ func TestCInterop_CProducerKills(t *testing.T) {
 	var readers []*reader
 	startReader := func(i int) {
 		who, prog := "follower 0 (filering watch)", ""
-		args := []string{"watch", "--format", "json", dir}
+		args := []string{"watch", "--all", "--format", "json", dir}
 		switch {
 		case i == 1:
 			who, prog = "follower 1 (filering-read --follow)", read

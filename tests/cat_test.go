@@ -205,7 +205,7 @@ func TestReaders_NegativeTimes(t *testing.T) {
 	if got := string(mustRun(t, nil, "cat", "--format", "json", "--since", "1h", dir)); got != "" {
 		t.Errorf("cat --since 1h: %q, want nothing", got)
 	}
-	w := startProc(t, "watch", "--format", "json", dir)
+	w := startProc(t, "watch", "--all", "--format", "json", dir)
 	w.waitOutput(10*time.Second, "record 5", func(b []byte) bool { return lastSeq(b) == 5 })
 	w.interrupt()
 	if got := string(w.stdout.Bytes()); got != want(1, 2, 3, 4, 5) || len(w.stderr.Bytes()) != 0 {

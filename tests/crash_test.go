@@ -85,7 +85,7 @@ func killAndRestart(t *testing.T, segmentSize string) {
 		t.Fatalf("produce: %v", r)
 	}
 
-	w := startProc(t, "watch", "--format", "json", dir)
+	w := startProc(t, "watch", "--all", "--format", "json", dir)
 	cats := 0
 	stopReaders := repeatedly(t, 1, func() bool {
 		r, err := execute(nil, "cat", "--format", "json", dir)
@@ -241,7 +241,7 @@ func TestProduce_KilledBeforeFirstRecord(t *testing.T) {
 		hot = st.HotSegment
 		return hot != "" && string(st.ProducerPID) == strconv.Itoa(a.pid())
 	})
-	w := startProc(t, "watch", "--format", "json", dir)
+	w := startProc(t, "watch", "--all", "--format", "json", dir)
 	w.waitOutput(10*time.Second, "record 100", func(out []byte) bool { return lastSeq(out) == 100 })
 	time.Sleep(100 * time.Millisecond) // it has moved into the empty hot segment and waits there
 	a.signal(syscall.SIGKILL)

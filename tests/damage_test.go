@@ -180,7 +180,7 @@ func TestDamage_EveryReader(t *testing.T) {
 			})
 			t.Run("watch", func(t *testing.T) {
 				dir := setup()
-				w := startProc(t, "watch", "--format", "json", dir)
+				w := startProc(t, "watch", "--all", "--format", "json", dir)
 				w.waitOutput(10*time.Second, "record 35", func(out []byte) bool { return lastSeq(out) == 35 })
 				time.Sleep(100 * time.Millisecond) // anything printed twice shows by now
 				w.signal(syscall.SIGINT)
@@ -292,7 +292,7 @@ func TestDamage_ManifestNotRegular(t *testing.T) {
 			}
 			line := regexp.MustCompile(`^filering: ` + regexp.QuoteMeta(path) + `\b`)
 			for _, args := range [][]string{
-				{"cat", dir}, {"cat", "--last", "3", dir}, {"stat", dir}, {"watch", dir},
+				{"cat", dir}, {"cat", "--last", "3", dir}, {"stat", dir}, {"watch", "--all", dir},
 				{"wait", "--after", "0", "--timeout", "5s", dir},
 			} {
 				r := run(t, nil, args...)

@@ -188,7 +188,7 @@ func TestReaders_HostileRingMemory(t *testing.T) {
 				{[]string{"cat", "--last", "5", dir}, 0, 1},
 				{[]string{"stat", dir}, 0, 1},
 				{[]string{"wait", "--after", "0", "--timeout", "1s", dir}, 0, exitTimeout},
-				{[]string{"watch", dir}, 1500 * time.Millisecond, 1},
+				{[]string{"watch", "--all", dir}, 1500 * time.Millisecond, 1},
 				{[]string{"take", dir}, 0, 1}, // last: it sets the segments aside
 			}
 			for _, r := range runs {

@@ -286,7 +286,7 @@ func startFollower(t *testing.T, dir, who string, errs *firstError, check func(s
 			check(seq, data)
 			return nil
 		})
-	}, "watch", "--format", "json", dir)
+	}, "watch", "--all", "--format", "json", dir)
 	return f
 }
 

@@ -69,7 +69,7 @@ func startSlowWatch(t *testing.T, dir string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := newProc(t, "watch", "--format", "json", dir)
+	w := newProc(t, "watch", "--all", "--format", "json", dir)
 	w.cmd.Stdout = pw
 	readDone := make(chan struct{})
 	// Registered before start, so that it runs after the cleanup that kills the process.
@@ -206,7 +206,7 @@ func TestWatch_BeforeRingExistsReportsLoss(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			w := startProc(t, "watch", "--format", "json", dir)
+			w := startProc(t, "watch", "--all", "--format", "json", dir)
 			if absent {
 				// It polls for the directory: wait until it sleeps between polls.
 				w.waitIdle()
@@ -238,7 +238,7 @@ func TestWatch_PipeToHead(t *testing.T) {
 	errFile, statusFile := filepath.Join(tmp, "stderr"), filepath.Join(tmp, "status")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", `{ "$0" watch "$1" 2>"$2"; echo $? >"$3"; } | head -n 5`,
+	cmd := exec.CommandContext(ctx, "sh", "-c", `{ "$0" watch --all "$1" 2>"$2"; echo $? >"$3"; } | head -n 5`,
 		bin, dir, errFile, statusFile)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -294,7 +294,7 @@ func TestWatch_ReadsSegmentTailBeforeMoving(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, fmt.Sprintf("record %d", first), catLast(strconv.Itoa(first)))
 
-	w := startProc(t, "watch", "--format", "json", dir)
+	w := startProc(t, "watch", "--all", "--format", "json", dir)
 	w.waitOutput(10*time.Second, fmt.Sprintf("record %d", first), func(out []byte) bool { return lastSeq(out) == first })
 	probe := filepath.Join(dir, ".probe")
 	if err := os.WriteFile(probe, nil, 0o600); err != nil {
@@ -373,7 +373,7 @@ func TestWatch_IdleProducerRestart(t *testing.T) {
 				}
 			}
 			produce("a\nb\n")
-			w := startProc(t, "watch", "--format", "json", dir)
+			w := startProc(t, "watch", "--all", "--format", "json", dir)
 			w.waitOutput(10*time.Second, "a and b", func(b []byte) bool { return bytes.Count(b, []byte("\n")) == 2 })
 			for i := 0; i < 3; i++ {
 				time.Sleep(300 * time.Millisecond) // the follower looks at the ring in between
@@ -412,7 +412,7 @@ func TestWatch_ReportsLossWithoutLaterRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "manifest", func() bool { return exists(filepath.Join(dir, "manifest")) })
-	w := startProc(t, "watch", "--format", "json", dir)
+	w := startProc(t, "watch", "--all", "--format", "json", dir)
 	w.waitOutput(10*time.Second, "record 126", func(b []byte) bool { return lastSeq(b) == 126 })
 	time.Sleep(100 * time.Millisecond)
 	w.stop()
@@ -445,7 +445,7 @@ func TestWatch_ReportsLossWithoutLaterRecord(t *testing.T) {
 // "1..43860 neither printed nor reported lost".
 func TestWatch_BeforeRingExistsEverythingTaken(t *testing.T) {
 	dir := ring(t)
-	w := startProc(t, "watch", "--format", "json", dir)
+	w := startProc(t, "watch", "--all", "--format", "json", dir)
 	w.waitIdle()
 	w.stop()
 	mustRun(t, lines(600), "produce", "--segment-size", "4KiB", "--segments", "16", dir)
@@ -463,5 +463,77 @@ func TestWatch_BeforeRingExistsEverythingTaken(t *testing.T) {
 	}
 	if recs, err := parseJSON(w.stdout.Bytes(), false); err != nil || len(recs) != 1 {
 		t.Fatalf("watch printed %s (%v), want only record 601", seqRange(recs), err)
+	}
+}
+
+// TestWatch_DefaultLast10 checks that watch behaves as tail -f and journalctl -f: with
+// no selection it prints the last 10 records, then each new one; --last N, --last 0,
+// --from SEQ and --all choose otherwise, and --all with another selection is a usage
+// error.
+func TestWatch_DefaultLast10(t *testing.T) {
+	dir := ring(t)
+	p := startProducer(t, dir)
+	if _, err := p.stdin.Write(lines(50)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "record 50", func() bool {
+		r, err := execute(nil, "cat", "--last", "1", dir)
+		return err == nil && string(r.stdout) == "50\n"
+	})
+	seqs := func(from, to uint64) []uint64 {
+		var s []uint64
+		for q := from; q <= to; q++ {
+			s = append(s, q)
+		}
+		return s
+	}
+	type watcher struct {
+		w    *proc
+		want []uint64 // before the new records
+	}
+	var ws []watcher
+	for _, tc := range []struct {
+		args []string
+		want []uint64
+	}{
+		{nil, seqs(41, 50)},
+		{[]string{"--last", "3"}, seqs(48, 50)},
+		{[]string{"--last", "0"}, nil},
+		{[]string{"--from", "45"}, seqs(45, 50)},
+		{[]string{"--all"}, seqs(1, 50)},
+	} {
+		args := append(append([]string{"watch", "--format", "json"}, tc.args...), dir)
+		ws = append(ws, watcher{startProc(t, args...), tc.want})
+	}
+	for _, w := range ws {
+		if len(w.want) > 0 {
+			w.w.waitOutput(10*time.Second, "record 50", func(out []byte) bool { return lastSeq(out) == 50 })
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // --last 0 has looked at the ring by now
+	if _, err := p.stdin.Write([]byte("51\n52\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		w.w.waitOutput(10*time.Second, "record 52", func(out []byte) bool { return lastSeq(out) == 52 })
+		w.w.interrupt()
+		recs, err := parseJSON(w.w.stdout.Bytes(), false)
+		if err != nil {
+			t.Fatalf("%s: %v", w.w.name, err)
+		}
+		var got []uint64
+		for _, r := range recs {
+			got = append(got, r.Seq)
+		}
+		if want := append(slices.Clone(w.want), 51, 52); !slices.Equal(got, want) {
+			t.Errorf("%s printed %v, want %v", w.w.name, got, want)
+		}
+	}
+	p.stdin.Close()
+	p.wait()
+
+	r := run(t, nil, "watch", "--all", "--last", "5", dir)
+	if r.code != 2 || !strings.Contains(string(r.stderr), "--all") {
+		t.Errorf("watch --all --last 5: %v, want exit status 2 naming --all", r)
 	}
 }

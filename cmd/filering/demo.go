@@ -23,9 +23,9 @@ func demoCommand() *cli.Command {
 			"printing each as it arrives. While it runs, try in another shell:\n" +
 			"  filering cat --last 5 DIR; filering stat DIR; filering watch --format json DIR",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Usage: "ring `DIR`ectory (default: $XDG_RUNTIME_DIR/filering-demo, or else a new private directory on /dev/shm, removed at the end)"},
-			&cli.Float64Flag{Name: "rate", Value: 10, Usage: "readings per second"},
-			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: until interrupted)"},
+			&cli.StringFlag{Name: "dir", Usage: "ring `DIR`ectory", DefaultText: "$XDG_RUNTIME_DIR/filering-demo, or else a new private directory on /dev/shm, removed at the end"},
+			&cli.Float64Flag{Name: "rate", Value: 10, Usage: "`N` readings per second"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after this `DURATION`, e.g. 30s", DefaultText: "until interrupted"},
 		},
 		Action: demo,
 	}

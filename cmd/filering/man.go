@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -74,7 +75,105 @@ func manPage(app *cli.App) (string, error) {
 	if !strings.HasSuffix(page, "\n") {
 		page += "\n"
 	}
+	// The title line names the version; the synopsis lists the commands, where
+	// urfave/cli shows only the global flags.
+	title := fmt.Sprintf(".TH filering %d", manSection)
+	page = strings.Replace(page, title+"\n", fmt.Sprintf("%s \"\" \"filering %s\" \"User Commands\"\n", title, roffQuote(readBuildInfo().Version)), 1)
+	if i := strings.Index(page, ".SH SYNOPSIS\n"); i >= 0 {
+		if j := strings.Index(page[i+1:], "\n.SH "); j >= 0 {
+			page = page[:i] + manSynopsis(app) + page[i+1+j+1:]
+		}
+	}
+	// A flag that takes a value is rendered --name="": show its placeholder instead, so
+	// that the empty string does not read as a default.
+	page = flagValueRE.ReplaceAllStringFunc(page, func(m string) string {
+		name := flagValueRE.FindStringSubmatch(m)[1]
+		return `\fB` + name + `\fP=\fI` + placeholders(app)[strings.TrimLeft(strings.Split(name, ",")[0], "-")] + `\fP:`
+	})
 	return page + manExtra, nil
+}
+
+var flagValueRE = regexp.MustCompile(`\\fB(--[a-z0-9-]+(?:, --?[a-z0-9-]+)*)\\fP="":`)
+
+func roffQuote(s string) string { return strings.ReplaceAll(s, `"`, `'`) }
+
+// manSynopsis returns the SYNOPSIS section: one line for each visible command (each
+// subcommand of a command that has them), then --version and --help.
+func manSynopsis(app *cli.App) string {
+	var b strings.Builder
+	b.WriteString(".SH SYNOPSIS\n.nf\n")
+	var walk func(cmds []*cli.Command, prefix string)
+	walk = func(cmds []*cli.Command, prefix string) {
+		for _, c := range cmds {
+			if c.Hidden {
+				continue
+			}
+			path := prefix + " " + c.Name
+			if len(c.Subcommands) > 0 && c.ArgsUsage == "" {
+				walk(c.Subcommands, path)
+				continue
+			}
+			fmt.Fprintf(&b, `\fB%s\fP`, path)
+			if len(c.VisibleFlags()) > 1 || (len(c.VisibleFlags()) == 1 && c.VisibleFlags()[0] != cli.HelpFlag) {
+				b.WriteString(` [\fIOPTIONS\fP]`)
+			}
+			if c.ArgsUsage != "" {
+				fmt.Fprintf(&b, ` \fI%s\fP`, c.ArgsUsage)
+			}
+			b.WriteString("\n")
+		}
+	}
+	walk(app.Commands, app.Name)
+	fmt.Fprintf(&b, "\\fB%s \\-\\-version\\fP\n", app.Name)
+	fmt.Fprintf(&b, "\\fB%s\\fP [\\fICOMMAND\\fP] \\fB\\-\\-help\\fP\n", app.Name)
+	b.WriteString(".fi\n")
+	return b.String()
+}
+
+// placeholders maps the name of each flag of app's commands that takes a value to the
+// name of its value in the usage text (`DIR`), or else to one for its type.
+func placeholders(app *cli.App) map[string]string {
+	m := map[string]string{}
+	var walk func(cmds []*cli.Command)
+	add := func(flags []cli.Flag) {
+		for _, f := range flags {
+			df, ok := f.(cli.DocGenerationFlag)
+			if !ok || !df.TakesValue() {
+				continue
+			}
+			p := typePlaceholder(f)
+			if i := strings.Index(df.GetUsage(), "`"); i >= 0 {
+				if j := strings.Index(df.GetUsage()[i+1:], "`"); j >= 0 {
+					p = df.GetUsage()[i+1 : i+1+j]
+				}
+			}
+			for _, n := range f.Names() {
+				if old, ok := m[n]; ok && old != p {
+					p = typePlaceholder(f)
+				}
+				m[n] = p
+			}
+		}
+	}
+	walk = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			add(c.Flags)
+			walk(c.Subcommands)
+		}
+	}
+	add(app.Flags)
+	walk(app.Commands)
+	return m
+}
+
+func typePlaceholder(f cli.Flag) string {
+	switch f.(type) {
+	case *cli.DurationFlag:
+		return "DURATION"
+	case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag, *cli.Float64Flag:
+		return "N"
+	}
+	return "VALUE"
 }
 
 // manCommands returns copies of the visible commands in cmds, under the command line

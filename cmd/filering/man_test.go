@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -229,6 +230,11 @@ func TestBashCompletion(t *testing.T) {
 		{"flags", []string{"filering", "cat", "--l"}, []string{"--last"}, []string{"--from"}},
 		{"all flags", []string{"filering", "cat", "--"}, []string{"--last", "--format"}, nil},
 		{"flags after DIR", []string{"filering", "cat", "/x", "--l"}, []string{"--last"}, nil},
+		{"no help after a command", []string{"filering", "watch", ""}, nil, []string{"help", "h"}},
+		{"no help after a subcommand", []string{"filering", "ramdisk", "check", ""}, nil, []string{"help", "h"}},
+		{"format values", []string{"filering", "watch", "--format", ""}, []string{"lines", "json", "raw"}, []string{"--last"}},
+		{"format values after DIR", []string{"filering", "take", "/x", "--format", "j"}, []string{"json"}, []string{"lines", "raw"}},
+		{"input values", []string{"filering", "produce", "--input", ""}, []string{"lines", "frames"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var words strings.Builder
@@ -260,5 +266,142 @@ func TestBashCompletion(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFlagValues checks that every flag that completion offers values for exists, on
+// that command, and that its usage names each value.
+func TestFlagValues(t *testing.T) {
+	app := docApp(io.Discard)
+	for key, values := range flagValues {
+		path, flag, _ := strings.Cut(key, " --")
+		var c *cli.Command
+		cmds := app.Commands
+		for _, name := range strings.Fields(path) {
+			if c = find(cmds, name); c == nil {
+				t.Fatalf("flagValues[%q]: no command %q", key, name)
+			}
+			cmds = c.Subcommands
+		}
+		var found cli.Flag
+		for _, f := range c.Flags {
+			if slices.Contains(f.Names(), flag) {
+				found = f
+			}
+		}
+		if found == nil {
+			t.Errorf("flagValues[%q]: %s has no flag --%s", key, path, flag)
+			continue
+		}
+		usage := found.(cli.DocGenerationFlag).GetUsage()
+		for _, v := range values {
+			if !strings.Contains(usage, v) {
+				t.Errorf("flagValues[%q]: value %q not in the usage %q", key, v, usage)
+			}
+		}
+	}
+}
+
+// TestHelp_Defaults checks the help text of every flag of every command: a default is
+// shown at most once, and as the flag's one default; and the flags issue 15 named.
+func TestHelp_Defaults(t *testing.T) {
+	// serve and bench are being reworked in parallel (issue 15's live page, and
+	// internal/bench): their flags are left out until that settles. TODO: remove.
+	notMine := map[string]bool{"serve": true, "bench": true}
+	var walk func(cmds []*cli.Command, prefix string)
+	lines := map[string]string{}
+	walk = func(cmds []*cli.Command, prefix string) {
+		for _, c := range cmds {
+			if notMine[prefix+c.Name] {
+				continue
+			}
+			for _, f := range c.Flags {
+				s := f.String()
+				lines[prefix+c.Name+" --"+f.Names()[0]] = s
+				if n := strings.Count(s, "default"); n > 1 {
+					t.Errorf("%s%s: the help of --%s gives a default %d times: %q", prefix, c.Name, f.Names()[0], n, s)
+				}
+			}
+			walk(c.Subcommands, prefix+c.Name+" ")
+		}
+	}
+	walk(docApp(io.Discard).Commands, "")
+	for key, want := range map[string]string{
+		"demo --dir":           "(default: $XDG_RUNTIME_DIR/filering-demo, or else a new private directory on /dev/shm, removed at the end)",
+		"demo --duration":      "(default: until interrupted)",
+		"produce --seal-after": "0 means never",
+		"produce --segments":   "(default: 8 for a new ring)",
+		"watch --all":          "every retained record",
+	} {
+		if !strings.Contains(lines[key], want) {
+			t.Errorf("%s: help %q, want it to contain %q", key, lines[key], want)
+		}
+	}
+	page, err := runDoc(t, "man")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(page, `=""`) {
+		t.Errorf(`manual page shows a flag's value as "", which reads as an empty default`)
+	}
+	for _, want := range []string{`\fB--dir\fP=\fIDIR\fP: ring`, `\fB--duration\fP=\fIDURATION\fP: stop after`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("manual page lacks %q", want)
+		}
+	}
+}
+
+// TestMan_Synopsis checks that the synopsis lists every visible command, subcommands by
+// their path, and --version and --help.
+func TestMan_Synopsis(t *testing.T) {
+	page, err := runDoc(t, "man")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(page, ".SH SYNOPSIS\n")
+	synopsis, _, _ := strings.Cut(rest, "\n.SH ")
+	app := docApp(io.Discard)
+	for _, name := range visibleCommands(app.Commands, "") {
+		c := app.Command(strings.Fields(name)[0])
+		switch {
+		case len(c.Subcommands) > 0 && c.ArgsUsage == "" && !strings.Contains(name, " "):
+			continue // listed by its subcommands
+		case c.ArgsUsage != "" && strings.Contains(name, " "):
+			continue // listed as the command with its argument, like completion bash|zsh
+		}
+		if !strings.Contains(synopsis, `\fBfilering `+name+`\fP`) {
+			t.Errorf("synopsis lacks %q:\n%s", name, synopsis)
+		}
+	}
+	for _, want := range []string{`\fBfilering watch\fP [\fIOPTIONS\fP] \fIDIR\fP`, `\-\-version`, `\-\-help`} {
+		if !strings.Contains(synopsis, want) {
+			t.Errorf("synopsis lacks %q:\n%s", want, synopsis)
+		}
+	}
+	if !strings.Contains(page, `.TH filering 1 "" "filering `+version) {
+		t.Errorf("the title line does not name the version %q", version)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"filering", "--version"}, {"filering", "--version", "extra"}} {
+		var out, errOut bytes.Buffer
+		if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
+			t.Fatalf("%s: exit status %d: %s", strings.Join(args, " "), code, errOut.String())
+		}
+		got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(got) != 3 || got[0] != "filering "+readBuildInfo().Version ||
+			!strings.HasPrefix(got[1], "commit ") || !strings.HasPrefix(got[2], runtime.Version()+" ") {
+			t.Errorf("%s printed %q, want the version, commit and Go version", strings.Join(args, " "), got)
+		}
+	}
+}
+
+func TestBuildInfoWrite(t *testing.T) {
+	var b bytes.Buffer
+	buildInfo{Version: "v1.2.3", Revision: "abc123", Modified: true, Go: "go1.99"}.write(&b)
+	want := "filering v1.2.3\ncommit abc123 (modified)\ngo1.99 " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+	if b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }

@@ -25,9 +25,9 @@ func produceCommand() *cli.Command {
 		ArgsUsage: "DIR",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Value: "lines", Usage: "`FORMAT` of standard input: lines (one record per line) or frames (4-byte little-endian length, then payload)"},
-			&cli.StringFlag{Name: "segment-size", Usage: "`SIZE` of each segment of a new ring (4KiB to 1GiB, a multiple of 4KiB; default 2MiB)"},
-			&cli.IntFlag{Name: "segments", Usage: fmt.Sprintf("how many segments the ring retains, %d to %d (a new ring: %d; an existing ring keeps its own unless this is given)", segment.MinSegments, segment.MaxSegments, publish.DefaultSegments)},
-			&cli.DurationFlag{Name: "seal-after", Usage: "seal the hot segment once it is this old, so takers get data at low rates"},
+			&cli.StringFlag{Name: "segment-size", Usage: "`SIZE` of each segment of a new ring (4KiB to 1GiB, a multiple of 4KiB)", DefaultText: "2MiB"},
+			&cli.IntFlag{Name: "segments", Usage: fmt.Sprintf("the ring retains `N` segments, %d to %d; an existing ring keeps its own unless this is given", segment.MinSegments, segment.MaxSegments), DefaultText: fmt.Sprintf("%d for a new ring", publish.DefaultSegments)},
+			&cli.DurationFlag{Name: "seal-after", Usage: "seal the hot segment once it is this `DURATION` old (e.g. 2s), so takers get data at low rates; 0 means never", DefaultText: "0"},
 			&cli.BoolFlag{Name: "require-tmpfs", Usage: "refuse to run when DIR is not on tmpfs"},
 			&cli.StringFlag{Name: "mode", Value: "0640", Usage: "permissions of the ring's files (octal); the directory gets the same plus search (x) where read is allowed, 0750 for 0640"},
 			&cli.StringFlag{Name: "group", Usage: "`GROUP` (name or number) given to the ring directory and its files, e.g. the web server's"},

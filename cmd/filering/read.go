@@ -49,10 +49,17 @@ func catCommand() *cli.Command {
 func watchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "watch",
-		Usage:     "print the selected records, then follow new ones until interrupted",
+		Usage:     "print the last 10 records, then follow new ones until interrupted",
 		ArgsUsage: "DIR",
-		Flags:     selectionFlags(),
-		Action:    follow,
+		Description: "Like tail -f: prints the last 10 records of the ring, then each new record as it\n" +
+			"is appended. --last N prints the last N instead (--last 0: only new records),\n" +
+			"--from SEQ those from sequence number SEQ on, --since DURATION those appended in\n" +
+			"that time, --all every retained record. A watch started before the ring exists\n" +
+			"prints every record from the first. Records the ring overwrote before the watch\n" +
+			"read them are reported on standard error: lost N records (FIRST to LAST).",
+		Flags: append(selectionFlags(),
+			&cli.BoolFlag{Name: "all", Usage: "print every retained record before following, not only the last 10"}),
+		Action: follow,
 	}
 }
 
@@ -120,10 +127,17 @@ func cat(c *cli.Context) error {
 	return nil
 }
 
+// defaultWatchLast is how many of the retained records watch prints before following
+// when no selection is given, as tail -f does.
+const defaultWatchLast = 10
+
 func follow(c *cli.Context) error {
 	dir, sel, out, err := readArgs(c)
 	if err != nil {
 		return err
+	}
+	if c.Bool("all") && (c.IsSet("last") || c.IsSet("from") || c.IsSet("since")) {
+		return usagef("watch: --all selects every record: not with --last, --from or --since")
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -138,10 +152,25 @@ func follow(c *cli.Context) error {
 		return quiet(ctx, err)
 	}
 	defer r.Close()
-	if statErr != nil && sel.Last == 0 && sel.Since.IsZero() {
+	lastSet := c.IsSet("last")
+	switch {
+	case statErr != nil && (!lastSet || sel.Last == 0) && sel.Since.IsZero():
 		// The ring did not exist when the watch began: every record it ever held is
 		// one the watch should print, and any it missed is reported as lost.
 		sel.From = max(sel.From, 1)
+	case lastSet && sel.Last == 0:
+		// --last 0: only the records appended from now on.
+		st, err := r.Stat()
+		switch {
+		case errors.Is(err, watch.ErrNoRing):
+			sel.From = max(sel.From, 1)
+		case err != nil:
+			return err
+		default:
+			sel.From = max(sel.From, st.LastSeq+1)
+		}
+	case !lastSet && !c.IsSet("from") && !c.IsSet("since") && !c.Bool("all"):
+		sel.Last = defaultWatchLast
 	}
 	if _, err := r.Manifest(); errors.Is(err, watch.ErrNoRing) && !waiting {
 		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
