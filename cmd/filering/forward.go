@@ -34,7 +34,7 @@ func forwardCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-age", Usage: "with --create-stream: drop messages older than `DURATION`"},
 			&cli.StringFlag{Name: "max-bytes", Usage: "with --create-stream: keep at most `SIZE` of messages (e.g. 10GiB), dropping the oldest"},
 			&cli.IntFlag{Name: "replicas", Usage: "with --create-stream: `N` copies of the stream in the cluster (0 means 1)"},
-			&cli.DurationFlag{Name: "duplicates", Usage: "with --create-stream: JetStream's deduplication window, `DURATION` (0: the server's 2m); the forwarder does not depend on it"},
+			&cli.DurationFlag{Name: "duplicates", Usage: "with --create-stream: JetStream's deduplication window, `DURATION`; the forwarder does not depend on it", DefaultText: "the server's, 2m"},
 			&cli.IntFlag{Name: "window", Aliases: []string{"batch"}, Value: forward.DefaultWindow, Usage: "at most `N` records published and not yet acknowledged"},
 			&cli.DurationFlag{Name: "ack-timeout", Value: forward.DefaultAckTimeout, Usage: "a publish not acknowledged within `DURATION` fails, and the forwarder reconnects and resumes"},
 			&cli.IntFlag{Name: "last", Usage: "on a first run (the stream holds nothing for SUBJECT), start with the last `N` records"},

@@ -305,16 +305,10 @@ func TestFlagValues(t *testing.T) {
 // TestHelp_Defaults checks the help text of every flag of every command: a default is
 // shown at most once, and as the flag's one default; and the flags issue 15 named.
 func TestHelp_Defaults(t *testing.T) {
-	// serve and bench are being reworked in parallel (issue 15's live page, and
-	// internal/bench): their flags are left out until that settles. TODO: remove.
-	notMine := map[string]bool{"serve": true, "bench": true}
 	var walk func(cmds []*cli.Command, prefix string)
 	lines := map[string]string{}
 	walk = func(cmds []*cli.Command, prefix string) {
 		for _, c := range cmds {
-			if notMine[prefix+c.Name] {
-				continue
-			}
 			for _, f := range c.Flags {
 				s := f.String()
 				lines[prefix+c.Name+" --"+f.Names()[0]] = s

@@ -38,9 +38,9 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "buffer", Value: serve.DefaultBuffer, Usage: "records kept in memory for event streams"},
 			&cli.DurationFlag{Name: "stale", Usage: "/healthz fails when the newest record is older than `DURATION` (0: no check)"},
 			&cli.StringFlag{Name: "unit", Usage: "the page shows the values in `UNIT` (e.g. °C; the page's ?unit= overrides it)"},
-			&cli.Float64Flag{Name: "min", Usage: "the page's y-axis starts at `Y` (default: autoscale; ?min= overrides it)"},
-			&cli.Float64Flag{Name: "max", Usage: "the page's y-axis ends at `Y` (default: autoscale; ?max= overrides it)"},
-			&cli.DurationFlag{Name: "window", Usage: "the page draws the last `DURATION` of records (default: the last 600; ?window= overrides it)"},
+			&cli.Float64Flag{Name: "min", Usage: "the page's y-axis starts at `Y` (?min= overrides it)", DefaultText: "autoscale"},
+			&cli.Float64Flag{Name: "max", Usage: "the page's y-axis ends at `Y` (?max= overrides it)", DefaultText: "autoscale"},
+			&cli.DurationFlag{Name: "window", Usage: "the page draws the last `DURATION` of records (?window= overrides it)", DefaultText: "the last 600 records"},
 		},
 		Action: serveRing,
 	}
