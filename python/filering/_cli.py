@@ -20,7 +20,7 @@ from ._errors import Error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+    from typing import Any, BinaryIO, Dict, List, Optional, Set, Tuple
 
     from ._format import Record
 
@@ -257,7 +257,10 @@ _SELECTION = (
 )
 _COMMANDS = {
     "cat": ("print the retained records of a ring and exit", _SELECTION),
-    "watch": ("print the selected records, then follow new ones until interrupted", _SELECTION),
+    "watch": (
+        "print the last 10 records (or those selected), then follow new ones until interrupted",
+        _SELECTION + (_Flag(("all",), "bool", False),),
+    ),
     "take": (
         "single-consumer mode: take each sealed segment, print its records, delete it",
         (_Flag(("follow", "f"), "bool", False), _Flag(("format",), "string", "lines")),
@@ -274,6 +277,7 @@ _USAGES = {
     "since": "--since DURATION   only records appended in the last DURATION (e.g. 30s, 5m)",
     "format": '--format FORMAT    output FORMAT: lines, json (JSON Lines) or raw (length-prefixed frames) (default: "lines")',
     "follow": "--follow, -f       keep waiting for newly sealed segments",
+    "all": "--all              print every retained record before following, not only the last 10",
     "json": "--json             print JSON",
     "after": "--after SEQ        wait for a record newer than sequence number SEQ (0: any record)",
     "timeout": "--timeout value    give up after this long (0: wait forever)",
@@ -368,7 +372,9 @@ def parse(command: str, args: "List[str]") -> "Tuple[Dict[str, Any], List[str]]"
             rest.append(a)
         i += 1
     args = moved + rest
-    values = dict((f.names[0], f.default) for f in flags)
+    values = dict((f.names[0], f.default) for f in flags)  # type: Dict[str, Any]
+    given = set()  # type: Set[str]
+    values["__given__"] = given
     i = 0
     while i < len(args):
         a = args[i]
@@ -388,6 +394,7 @@ def parse(command: str, args: "List[str]") -> "Tuple[Dict[str, Any], List[str]]"
             if name in ("help", "h"):
                 raise _Help(command)
             raise UsageError("flag provided but not defined: -%s" % name)
+        given.add(f.names[0])
         if f.kind == "bool":
             if text is None:
                 values[f.names[0]] = True
@@ -504,20 +511,38 @@ def _interruptible() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+# _DEFAULT_WATCH_LAST is how many retained records watch prints before following when no
+# selection is given, as tail -f does.
+_DEFAULT_WATCH_LAST = 10
+
+
 def cmd_watch(values: "Dict[str, Any]", path: str, out: "BinaryIO") -> int:
     from ._follow import Follower
     from ._ring import NoRingError, Ring
 
     _interruptible()
+    given = values["__given__"]
+    if values["all"] and given & {"last", "from", "since"}:
+        raise UsageError("watch: --all selects every record: not with --last, --from or --since")
     from_seq, since, last = _selection(values)
     output = _Output(out, values["format"])
     waiting = False
     if not os.path.lexists(path):
         _notice("%s: no ring yet; waiting for it to be created" % path)
         waiting = True
-        if last is None and since is None:
-            # Every record the ring ever holds is one to print; any missed is lost.
-            from_seq = max(from_seq or 0, 1)
+    if waiting and last is None and since is None:
+        # Every record the ring ever holds is one to print; any missed is lost.
+        from_seq = max(from_seq or 0, 1)
+    elif "last" in given and last is None:
+        # --last 0: only the records appended from now on.
+        try:
+            newest = Ring(path).stat().last_seq
+        except NoRingError:
+            newest = 0
+        from_seq = max(from_seq or 0, newest + 1)
+    elif not given & {"last", "from", "since"} and not values["all"]:
+        # As tail -f: the last 10 records, then new ones.
+        last = _DEFAULT_WATCH_LAST
     damaged = [False]
 
     def on_loss(loss: "Any") -> None:
