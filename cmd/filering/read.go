@@ -58,7 +58,8 @@ func watchCommand() *cli.Command {
 			"prints every record from the first. Records the ring overwrote before the watch\n" +
 			"read them are reported on standard error: lost N records (FIRST to LAST).",
 		Flags: append(selectionFlags(),
-			&cli.BoolFlag{Name: "all", Usage: "print every retained record before following, not only the last 10"}),
+			&cli.BoolFlag{Name: "all", Usage: "print every retained record before following, not only the last 10"},
+			&cli.StringFlag{Name: "cursor-file", Usage: "resume after the record saved in `FILE` and save the position there (journalctl's convention); without a saved position, start as the other flags say"}),
 		Action: follow,
 	}
 }
@@ -174,6 +175,9 @@ func follow(c *cli.Context) error {
 	}
 	if _, err := r.Manifest(); errors.Is(err, watch.ErrNoRing) && !waiting {
 		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
+	}
+	if path := c.String("cursor-file"); path != "" {
+		return followCursor(ctx, c, dir, sel, out, path)
 	}
 	f, err := r.Follow(sel)
 	if err != nil {
