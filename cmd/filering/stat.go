@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,8 +18,11 @@ func statCommand() *cli.Command {
 		Name:      "stat",
 		Usage:     "summarize a ring",
 		ArgsUsage: "DIR",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-		Action:    stat,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print JSON (the same as --format json)"},
+			&cli.StringFlag{Name: "format", Value: "text", Usage: "output `FORMAT`: text, json, or prometheus (the text format node_exporter's textfile collector reads; a ring that does not exist yet is filering_ring_present 0)"},
+		},
+		Action: stat,
 	}
 }
 
@@ -40,12 +46,25 @@ func stat(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	format := c.String("format")
+	if c.Bool("json") {
+		format = "json"
+	}
+	if format != "text" && format != "json" && format != "prometheus" {
+		return usagef("stat: --format %q: want text, json or prometheus", format)
+	}
 	r, err := watch.Open(dir)
-	if err != nil {
+	if err == nil {
+		defer r.Close()
+	}
+	var st watch.Stat
+	if err == nil {
+		st, err = r.Stat()
+	}
+	if format == "prometheus" && (errors.Is(err, os.ErrNotExist) || errors.Is(err, watch.ErrNoRing)) {
+		_, err := c.App.Writer.Write(appendProm(nil, dir, nil))
 		return err
 	}
-	defer r.Close()
-	st, err := r.Stat()
 	if err != nil {
 		return err
 	}
@@ -60,7 +79,13 @@ func stat(c *cli.Context) error {
 		j.ProducerPID = &st.ProducerPID
 	}
 	w := c.App.Writer
-	if c.Bool("json") {
+	if format == "prometheus" {
+		if _, err := w.Write(appendProm(nil, dir, &st)); err != nil {
+			return err
+		}
+		return damagedIf(len(st.Damage) > 0)
+	}
+	if format == "json" {
 		b, _ := json.Marshal(j)
 		if _, err := fmt.Fprintf(w, "%s\n", b); err != nil {
 			return err
@@ -94,3 +119,33 @@ func damagedIf(damaged bool) error {
 	}
 	return nil
 }
+
+// appendProm appends the summary of the ring at dir in the Prometheus text format, each
+// sample labelled ring="DIR"; st is nil when there is no ring (yet).
+func appendProm(b []byte, dir string, st *watch.Stat) []byte {
+	label := `{ring="` + promLabel.Replace(dir) + `"}`
+	gauge := func(name, help string, v any) {
+		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s gauge\n%s%s %v\n", name, help, name, name, label, v)
+	}
+	if st == nil {
+		gauge("filering_ring_present", "Whether the directory holds a ring.", 0)
+		return b
+	}
+	up := 0
+	if st.ProducerPID != 0 {
+		up = 1
+	}
+	gauge("filering_ring_present", "Whether the directory holds a ring.", 1)
+	gauge("filering_records", "Records the ring retains.", st.Records)
+	gauge("filering_first_sequence", "Sequence number of the oldest retained record; 0 when there is none.", st.FirstSeq)
+	gauge("filering_last_sequence", "Sequence number of the newest record; 0 when there is none.", st.LastSeq)
+	gauge("filering_segments", "Segment files the ring holds.", st.Segments)
+	gauge("filering_segments_max", "Segments the ring retains at most.", st.SegmentsMax)
+	gauge("filering_segment_size_bytes", "Size of every segment file.", st.SegmentSize)
+	gauge("filering_producer_up", "Whether a producer holds the ring's lock.", up)
+	gauge("filering_damaged_segments", "Segments in which damage was found.", len(st.Damage))
+	return b
+}
+
+// promLabel escapes a Prometheus label value.
+var promLabel = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
