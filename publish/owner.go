@@ -52,12 +52,8 @@ func (w *Writer) checkFile(name string) error {
 	return checkSafe(w.dir.Join(name), &st)
 }
 
-// checkFiles checks every name in the ring directory with checkFile.
-func (w *Writer) checkFiles() error {
-	names, err := w.dir.Names()
-	if err != nil {
-		return err
-	}
+// checkFiles checks names, the listing of the ring directory, with checkFile.
+func (w *Writer) checkFiles(names []string) error {
 	for _, name := range names {
 		if err := w.checkFile(name); err != nil {
 			return err

@@ -16,13 +16,19 @@ import (
 // removes it if it holds none, and removes files a crash left behind. It never changes
 // a record. Called with the lock held, before the background goroutine starts.
 func (w *Writer) recover() error {
-	if err := w.checkFiles(); err != nil {
+	// One listing serves the checks, a new ring and the scan for leftovers: nothing
+	// before the scan adds or removes a name.
+	names, err := w.dir.Names()
+	if err != nil {
+		return err
+	}
+	if err := w.checkFiles(names); err != nil {
 		return err
 	}
 	m, err := w.dir.ReadManifest()
 	switch {
 	case errors.Is(err, ringdir.ErrNoRing):
-		return w.create()
+		return w.create(names)
 	case err != nil:
 		return fmt.Errorf("open ring: %w", err)
 	}
@@ -41,7 +47,7 @@ func (w *Writer) recover() error {
 			return err
 		}
 	}
-	return w.scan()
+	return w.scan(names)
 }
 
 // retention settles how many segments an existing ring keeps: what its manifest says
@@ -78,12 +84,8 @@ func (w *Writer) retention(m *segment.Manifest) {
 }
 
 // create starts a new ring: an empty manifest first, so that a segment file never
-// exists without one.
-func (w *Writer) create() error {
-	names, err := w.dir.Names()
-	if err != nil {
-		return err
-	}
+// exists without one. names lists the directory.
+func (w *Writer) create(names []string) error {
 	for _, n := range names {
 		if _, ok := segment.ParseName(n, segment.SegmentSuffix); ok {
 			return fmt.Errorf("open ring: %s holds segment %s but no manifest; remove the directory to start a new ring", w.dir.Path(), n)
@@ -156,12 +158,9 @@ func (w *Writer) recoverHot(e segment.Entry) error {
 // scan finds what a crash can leave in the directory: temporary files, which it removes,
 // and segments created but never listed or dropped from the manifest but not yet
 // removed, which sweep removes once the new manifest is written. scan also learns the highest
-// segment number in use, claimed ones included, so that no number is reused.
-func (w *Writer) scan() error {
-	names, err := w.dir.Names()
-	if err != nil {
-		return err
-	}
+// segment number in use, claimed ones included, so that no number is reused. names
+// lists the directory.
+func (w *Writer) scan(names []string) error {
 	listed := make(map[string]bool, len(w.man.Segments))
 	for _, e := range w.man.Segments {
 		listed[e.Name] = true
