@@ -132,6 +132,37 @@ func cat(c *cli.Context) error {
 // when no selection is given, as tail -f does.
 const defaultWatchLast = 10
 
+// watchSelection settles what watch prints before following: every record of a ring
+// that did not exist when the watch began (absent), only new records for --last 0, the
+// last 10 when nothing is selected. r is the ring, or nil when its directory is not
+// there.
+func watchSelection(c *cli.Context, sel watch.Selection, r *watch.Ring, absent bool) (watch.Selection, error) {
+	lastSet := c.IsSet("last")
+	switch {
+	case absent && (!lastSet || sel.Last == 0) && sel.Since.IsZero():
+		// Every record the ring will ever hold is one the watch should print, and any
+		// it missed is reported as lost.
+		sel.From = max(sel.From, 1)
+	case lastSet && sel.Last == 0:
+		// --last 0: only the records appended from now on.
+		st, err := watch.Stat{}, watch.ErrNoRing
+		if r != nil {
+			st, err = r.Stat()
+		}
+		switch {
+		case errors.Is(err, watch.ErrNoRing):
+			sel.From = max(sel.From, 1)
+		case err != nil:
+			return sel, err
+		default:
+			sel.From = max(sel.From, st.LastSeq+1)
+		}
+	case !lastSet && !c.IsSet("from") && !c.IsSet("since") && !c.Bool("all"):
+		sel.Last = defaultWatchLast
+	}
+	return sel, nil
+}
+
 func follow(c *cli.Context) error {
 	dir, sel, out, err := readArgs(c)
 	if err != nil {
@@ -143,41 +174,35 @@ func follow(c *cli.Context) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	_, statErr := os.Stat(dir)
-	waiting := false
-	if errors.Is(statErr, os.ErrNotExist) {
+	absent := errors.Is(statErr, os.ErrNotExist)
+	if path := c.String("cursor-file"); path != "" {
+		// The cursor's follower waits for a ring that is not there yet, and says so;
+		// the ring is needed here only to learn where --last 0 starts.
+		var r *watch.Ring
+		if !absent && c.IsSet("last") && sel.Last == 0 {
+			if r, err = watch.Open(dir); err != nil {
+				return err
+			}
+			defer r.Close()
+		}
+		if sel, err = watchSelection(c, sel, r, statErr != nil); err != nil {
+			return err
+		}
+		return followCursor(ctx, c, dir, sel, out, path)
+	}
+	if absent {
 		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
-		waiting = true
 	}
 	r, err := openWhenPresent(ctx, dir)
 	if err != nil {
 		return quiet(ctx, err)
 	}
 	defer r.Close()
-	lastSet := c.IsSet("last")
-	switch {
-	case statErr != nil && (!lastSet || sel.Last == 0) && sel.Since.IsZero():
-		// The ring did not exist when the watch began: every record it ever held is
-		// one the watch should print, and any it missed is reported as lost.
-		sel.From = max(sel.From, 1)
-	case lastSet && sel.Last == 0:
-		// --last 0: only the records appended from now on.
-		st, err := r.Stat()
-		switch {
-		case errors.Is(err, watch.ErrNoRing):
-			sel.From = max(sel.From, 1)
-		case err != nil:
-			return err
-		default:
-			sel.From = max(sel.From, st.LastSeq+1)
-		}
-	case !lastSet && !c.IsSet("from") && !c.IsSet("since") && !c.Bool("all"):
-		sel.Last = defaultWatchLast
+	if sel, err = watchSelection(c, sel, r, statErr != nil); err != nil {
+		return err
 	}
-	if _, err := r.Manifest(); errors.Is(err, watch.ErrNoRing) && !waiting {
+	if _, err := r.Manifest(); errors.Is(err, watch.ErrNoRing) && !absent {
 		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
-	}
-	if path := c.String("cursor-file"); path != "" {
-		return followCursor(ctx, c, dir, sel, out, path)
 	}
 	f, err := r.Follow(sel)
 	if err != nil {
