@@ -342,7 +342,8 @@ def parse(command: str, args: "List[str]") -> "Tuple[Dict[str, Any], List[str]]"
     As the Go command does, the flags are first moved before the arguments (each with
     its value, when it takes one and one follows), and then read as Go's flag package
     reads them, up to the first argument or "--". It returns the flag values, by their
-    first name, and the arguments.
+    first name (with, under "__given__", the set of flags the arguments named, for the
+    defaults that depend on what was asked, as urfave/cli's IsSet), and the arguments.
     """
     flags = _COMMANDS[command][1]
     byname = {}
