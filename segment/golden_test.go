@@ -68,6 +68,12 @@ func TestGolden(t *testing.T) {
 	if got := string(m.Encode()); got != wantManifest {
 		t.Fatalf("manifest\n got %s\nwant %s", got, wantManifest)
 	}
+
+	// The identity file: 32 lowercase hexadecimal digits and a newline, 33 bytes.
+	const id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	if got := string(EncodeID(id)); got != id+"\n" || len(got) != 33 || IDName != "id" {
+		t.Fatalf("id file %s %q", IDName, got)
+	}
 }
 
 // unhex decodes the first column of each line.
