@@ -17,10 +17,15 @@ func (w *Writer) start() {
 }
 
 // wantSpare asks the preparer for a spare for the segment after the hot one. Called
-// with w.mu held.
+// with w.mu held. A request the preparer has not taken yet is replaced: it names a
+// segment the writer has rolled past.
 func (w *Writer) wantSpare() {
-	if w.hot == nil || w.tight || (w.spare != nil && w.spare.num == w.hot.num+1) {
+	if w.hot == nil || w.tight.Load() || (w.spare != nil && w.spare.num == w.hot.num+1) {
 		return
+	}
+	select {
+	case <-w.prepare:
+	default:
 	}
 	select {
 	case w.prepare <- w.hot.num + 1:
@@ -33,57 +38,95 @@ func (w *Writer) wantSpare() {
 func (w *Writer) retire(h *hotSegment) {
 	select {
 	case w.retired <- h:
-		w.retiring++
+		w.held.Add(1)
 	default:
 		release(h)
 	}
 }
 
-// released counts a retired mapping as released, once its munmap is done. Called with
-// w.mu held.
-func (w *Writer) released() {
-	w.retiring--
-	w.cond.Broadcast()
+// removeLater hands the file of a segment the manifest no longer lists to the preparer
+// to remove: freeing a segment's pages costs the unlink tens of microseconds, which
+// stay off the append path. Called with w.mu held.
+func (w *Writer) removeLater(name string) {
+	select {
+	case w.doomed <- name:
+		w.held.Add(1)
+	default:
+		w.remove(name)
+	}
+}
+
+func (w *Writer) remove(name string) {
+	if err := w.fs.remove(name); err != nil {
+		w.opts.Logf("%v", err)
+	}
+}
+
+// freedOne counts one mapping released or one file removed by the preparer, and wakes
+// freeHeld when it waits for them. Called without w.mu.
+func (w *Writer) freedOne() {
+	if w.held.Add(-1) == 0 && w.awaitFree.Load() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}
 }
 
 // preparer allocates the next segment ahead of need, so that a roll only writes a header
 // and renames, and releases the mappings of sealed segments. A spare that cannot be
 // allocated (a full file system) is simply not there: the roll then allocates, and
-// makes room, itself.
+// makes room, itself. It takes w.mu only to hand a spare over: a producer appending in
+// a tight loop holds w.mu most of the time, and a goroutine waiting for it can wait a
+// millisecond, longer than a segment of large records takes to fill.
 func (w *Writer) preparer() {
 	for {
+		// A spare wanted goes before mappings to release.
+		select {
+		case num := <-w.prepare:
+			w.prepareSpare(num)
+			continue
+		default:
+		}
 		select {
 		case <-w.stop:
 			return
 		case h := <-w.retired:
 			release(h)
-			w.mu.Lock()
-			w.released()
-			w.mu.Unlock()
+			w.freedOne()
+		case name := <-w.doomed:
+			w.remove(name)
+			w.freedOne()
 		case num := <-w.prepare:
-			w.mu.Lock()
-			if w.closed || w.tight || w.spare != nil {
-				w.mu.Unlock()
-				continue
-			}
-			w.preparing, w.preparingNum = true, num
-			w.mu.Unlock()
-			sp, err := w.allocate(num, ".spare")
-			if err == nil {
-				touch(sp.b)
-			}
-			w.mu.Lock()
-			w.preparing = false
-			w.cond.Broadcast()
-			switch {
-			case err != nil:
-			case w.closed || w.tight || w.spare != nil || w.hot == nil || w.hot.num+1 != num:
-				w.discard(sp)
-			default:
-				w.spare = sp
-			}
-			w.mu.Unlock()
+			w.prepareSpare(num)
 		}
+	}
+}
+
+// prepareSpare allocates segment num and offers it as the spare. Called by the preparer
+// without w.mu.
+func (w *Writer) prepareSpare(num uint64) {
+
+	if w.tight.Load() {
+		return
+	}
+	w.preparing.Store(num)
+	sp, err := w.allocate(num, ".spare")
+	if err == nil {
+		touch(sp.b)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.preparing.Store(0)
+	w.cond.Broadcast()
+	switch {
+	case err != nil:
+	case w.closed || w.tight.Load() || w.hot == nil || w.hot.num+1 != num:
+		w.discard(sp)
+	default:
+		if w.spare != nil {
+			w.discard(w.spare)
+		}
+		w.spare = sp
 	}
 }
 

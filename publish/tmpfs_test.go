@@ -155,8 +155,8 @@ func TestFullTmpfs_NothingToDrop(t *testing.T) {
 	// No segment prepared ahead of need, and none to be: then nothing but the hot
 	// segment can give room, whenever the preparer would have run.
 	w.mu.Lock()
-	w.tight = true
-	for w.preparing {
+	w.tight.Store(true)
+	for w.preparing.Load() != 0 {
 		w.cond.Wait()
 	}
 	if w.spare != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -125,34 +126,35 @@ type Writer struct {
 	opts Options
 	id   string // the ring's identity
 
-	mu           sync.Mutex
-	cond         sync.Cond // signalled when a wake-up write finishes; uses mu
-	man          segment.Manifest
-	hot          *hotSegment
-	next         uint64 // sequence number of the next record
-	closed       bool
-	dirty        bool  // the manifest on disk is behind man
-	pending      bool  // records were appended since the last wake-up write
-	lastAppend   int64 // when the last record was appended, ns since the epoch
-	clock        clock // record timestamps
-	waking       *hotSegment
-	spare        *spare // the next segment, allocated ahead of need
-	preparing    bool   // the preparer is allocating a spare
-	preparingNum uint64 // the segment number it is allocating
-	rolling      bool   // a roll is under way; it may wait with mu released
-	tight        bool   // the file system ran out of room: allocate nothing ahead
-	lost         uint64 // records dropped to make room on a full file system
-	retryAt      int64  // when a manifest that could not be written is tried again, ns
+	mu         sync.Mutex
+	cond       sync.Cond // signalled when a wake-up write finishes; uses mu
+	man        segment.Manifest
+	hot        *hotSegment
+	next       uint64 // sequence number of the next record
+	closed     bool
+	dirty      bool  // the manifest on disk is behind man
+	pending    bool  // records were appended since the last wake-up write
+	lastAppend int64 // when the last record was appended, ns since the epoch
+	clock      clock // record timestamps
+	waking     *hotSegment
+	spare      *spare        // the next segment, allocated ahead of need
+	preparing  atomic.Uint64 // the segment number the preparer is allocating, 0 when none; set under mu to 0
+	rolling    bool          // a roll is under way; it may wait with mu released
+	tight      atomic.Bool   // the file system ran out of room: allocate nothing ahead; set under mu
+	lost       uint64        // records dropped to make room on a full file system
+	retryAt    int64         // when a manifest that could not be written is tried again, ns
 
 	highestNumber uint64   // highest segment number found in the directory at open
 	leftovers     []string // files a crash left, removed once the manifest is written
 
-	kick     chan struct{}    // capacity 1: a wake-up write is wanted
-	prepare  chan uint64      // capacity 1: allocate a spare for this segment number
-	retired  chan *hotSegment // mappings of sealed segments for the preparer to release
-	retiring int              // mappings sent to retired and not yet released; uses mu
-	stop     chan struct{}
-	done     chan struct{} // closed when both goroutines have stopped
+	kick      chan struct{}    // capacity 1: a wake-up write is wanted
+	prepare   chan uint64      // capacity 1: allocate a spare for this segment number
+	retired   chan *hotSegment // mappings of sealed segments for the preparer to release
+	doomed    chan string      // files of segments no longer listed, for the preparer to remove
+	held      atomic.Int64     // mappings and files sent to the preparer and not yet freed
+	awaitFree atomic.Bool      // freeHeld waits for held to reach 0; set under mu
+	stop      chan struct{}
+	done      chan struct{} // closed when both goroutines have stopped
 }
 
 // hotSegment is the segment being written.
@@ -183,7 +185,7 @@ func openFS(dir string, opts Options, wrap func(fileSystem) fileSystem) (*Writer
 		return nil, err
 	}
 	w := &Writer{dir: d, opts: opts, kick: make(chan struct{}, 1), prepare: make(chan uint64, 1),
-		retired: make(chan *hotSegment, 8), stop: make(chan struct{}), done: make(chan struct{})}
+		retired: make(chan *hotSegment, 8), doomed: make(chan string, 64), stop: make(chan struct{}), done: make(chan struct{})}
 	w.cond.L = &w.mu
 	if err := w.open(wrap); err != nil {
 		w.release()
@@ -472,6 +474,9 @@ func (w *Writer) release() {
 		case h := <-w.retired:
 			release(h)
 			continue
+		case name := <-w.doomed:
+			w.remove(name)
+			continue
 		default:
 		}
 		break
@@ -562,7 +567,7 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 	}
 	// The preparer may be allocating this very segment: waiting for it costs less
 	// than allocating a second one, which it would then throw away.
-	for w.preparing && w.preparingNum == num {
+	for w.preparing.Load() == num {
 		w.cond.Wait()
 	}
 	if sp := w.spare; sp != nil {
@@ -582,7 +587,7 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 		if err == nil {
 			if !dropped {
 				// Room enough without dropping anything: allocate ahead again.
-				w.tight = false
+				w.tight.Store(false)
 			}
 			return w.install(sp, first)
 		}
@@ -591,7 +596,7 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 		}
 		// Room is short: stop allocating ahead, and give back what is held beyond the
 		// ring itself before dropping records.
-		w.tight = true
+		w.tight.Store(true)
 		if w.freeHeld() {
 			continue
 		}
@@ -613,21 +618,27 @@ func (w *Writer) freeHeld() bool {
 		w.spare = nil
 		freed = true
 	}
-	for len(w.retired) > 0 {
+	for len(w.retired)+len(w.doomed) > 0 {
 		select {
 		case h := <-w.retired:
 			release(h)
-			w.released()
+			w.held.Add(-1)
+			freed = true
+		case name := <-w.doomed:
+			w.remove(name)
+			w.held.Add(-1)
 			freed = true
 		default:
 		}
 	}
-	// A mapping the preparer took is still holding its pages until its munmap is done.
-	for w.retiring > 0 {
+	// A mapping or a file the preparer took holds its pages until it is done with it.
+	w.awaitFree.Store(true)
+	for w.held.Load() > 0 {
 		w.cond.Wait()
 		freed = true
 	}
-	for w.preparing {
+	w.awaitFree.Store(false)
+	for w.preparing.Load() != 0 {
 		w.cond.Wait()
 		freed = true
 	}
@@ -770,7 +781,7 @@ func (w *Writer) writeManifest() error {
 		if !errors.Is(err, unix.ENOSPC) {
 			return err
 		}
-		w.tight = true
+		w.tight.Store(true)
 		if w.freeHeld() {
 			continue
 		}
@@ -800,9 +811,7 @@ func (w *Writer) writeManifest() error {
 		}
 	}
 	for _, e := range drop {
-		if err := w.fs.remove(e.Name); err != nil {
-			w.opts.Logf("%v", err)
-		}
+		w.removeLater(e.Name)
 	}
 	return nil
 }
