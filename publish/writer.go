@@ -294,6 +294,17 @@ func (w *Writer) chown(f *os.File) {
 // than the ring's segments can hold fails with ErrTooLarge and changes nothing.
 func (w *Writer) Append(p []byte) (uint64, error) {
 	w.mu.Lock()
+	// The common case: the record fits in the hot segment, and nothing else is due.
+	if h := w.hot; h != nil && !w.closed && !w.rolling && !w.dirty && h.off+segment.RecordSpan(len(p)) <= len(h.b) {
+		now := w.clock.now()
+		seq := w.next
+		h.off = segment.PutRecord(h.b, h.off, seq, now, p)
+		h.count++
+		w.next++
+		w.announce(now)
+		w.mu.Unlock()
+		return seq, nil
+	}
 	defer w.mu.Unlock()
 	// A batch of one on the stack: appendLocked may wait with w.mu released, so a
 	// buffer kept in w would be another Append's to overwrite.
@@ -401,8 +412,8 @@ func (w *Writer) Dir() string { return w.dir.Path() }
 
 // Close seals the hot segment, replaces the manifest, and releases the ring. A hot
 // segment that holds no records stays listed, unsealed and empty: its number stays the
-// highest the ring used, so the next producer never reuses it (docs/FORMAT.md). It stops the Writer's goroutine. Calling Close again
-// returns ErrClosed.
+// highest the ring used, so the next producer never reuses it (docs/FORMAT.md). It
+// stops the Writer's goroutines. Calling Close again returns ErrClosed.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	if w.closed {
