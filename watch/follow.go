@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -75,6 +76,10 @@ type Follower struct {
 	// moves past.
 	damage bool
 	idle   func()
+	spin   time.Duration // see Spin
+	// spinEnd is when spinning on the manifest for the segment after a sealed one
+	// stops; zero when not spinning on it.
+	spinEnd time.Time
 	// recheck asks for the manifest to be read after the next scan of the current
 	// segment comes up empty.
 	recheck bool
@@ -90,6 +95,15 @@ func (f *Follower) Restarted() bool { return f.restartedNow }
 // OnWait sets a function the Follower calls each time it is about to wait for new
 // records, for instance to flush buffered output.
 func (f *Follower) OnWait(fn func()) { f.idle = fn }
+
+// Spin makes the Follower, once it has delivered everything the segment it reads holds,
+// watch that segment's memory for the next record for up to d, busily, before it sleeps
+// until inotify or the poll timer wakes it. A record then reaches the caller within
+// microseconds of its append, rather than after an inotify event has woken the process,
+// which takes tens of microseconds to a millisecond. The price is a CPU kept busy for d
+// after every record: with records coming more often than every d, a whole CPU, all the
+// time. For a reader with a core to spare; zero, the default, never spins.
+func (f *Follower) Spin(d time.Duration) { f.spin = d }
 
 // OnLoss sets a function the Follower calls with each loss as soon as it learns of it,
 // before it delivers any later record; Loss then reports nothing. Consecutive losses
@@ -172,7 +186,11 @@ func (f *Follower) Next(ctx context.Context) bool {
 		if f.idle != nil {
 			f.idle()
 		}
+		if f.spinFor(ctx) {
+			continue
+		}
 		manifest, err := f.wake.wait(ctx)
+		f.spinEnd = time.Time{}
 		if err != nil {
 			f.err = err
 			return false
@@ -180,6 +198,47 @@ func (f *Follower) Next(ctx context.Context) bool {
 		f.recheck = manifest
 	}
 	return false
+}
+
+// spinFor spins, with Spin set, while the follower has nothing to deliver: it watches
+// the current segment for up to f.spin for a commit word where the next record goes, or
+// the sealed word set; past a sealed segment, it has the loop read the manifest again
+// until the next segment is listed, for up to f.spin. It reports whether the loop should
+// look again rather than wait.
+func (f *Follower) spinFor(ctx context.Context) bool {
+	c := f.c
+	if f.spin <= 0 || f.cur == nil {
+		return false
+	}
+	if f.curDone || c == nil {
+		// The producer seals a segment before it lists the next.
+		now := time.Now()
+		if f.spinEnd.IsZero() {
+			f.spinEnd = now.Add(f.spin)
+		}
+		if now.Before(f.spinEnd) && ctx.Err() == nil {
+			f.recheck = true
+			return true
+		}
+		return false
+	}
+	off := c.Offset()
+	full := off+8 > len(c.seg.b) // only the seal can come
+	deadline := time.Now().Add(f.spin)
+	for i := 1; ; i++ {
+		// A fault (the file truncated) counts as a change: reading reports it.
+		if !full {
+			if w, ok := c.peek(off); !ok || w != 0 {
+				return true
+			}
+		}
+		if w, ok := c.peek(segment.OffSealed); !ok || w != 0 {
+			return true
+		}
+		if i%128 == 0 && (ctx.Err() != nil || !time.Now().Before(deadline)) {
+			return false
+		}
+	}
 }
 
 // endSnapshot moves from the snapshot to following: the next record expected is the one
@@ -245,6 +304,7 @@ func (f *Follower) deliver(r segment.Record) {
 	f.next = r.Seq + 1
 	f.known = max(f.known, f.next)
 	f.rec = r
+	f.spinEnd = time.Time{}
 }
 
 // lost notes that the records from f.next to to will never be delivered, and moves

@@ -288,3 +288,53 @@ func TestSnapshot_NegativeTimes(t *testing.T) {
 		t.Fatalf("stat %+v, %v", st, err)
 	}
 }
+
+// TestFollower_Spin checks that a spinning follower takes records, and a seal, from the
+// segment's memory without waiting: with inotify off, a follower that waited would only
+// see them at its next poll; this one sees each without a poll or an event. And with
+// Spin(0) it waits as before.
+func TestFollower_Spin(t *testing.T) {
+	noInotify = true
+	defer func() { noInotify = false }()
+	dir := ringtest.Dir(t)
+	w, err := publish.Open(dir, publish.Options{SegmentSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r := openRing(t, dir)
+	f, err := r.Follow(Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Spin(time.Minute)
+	appendAfter := func(seq uint64) {
+		go func() {
+			time.Sleep(20 * time.Millisecond) // the follower is spinning by then
+			if _, err := w.Append([]byte(fmt.Sprint(seq))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// Enough records to roll: the seal ends the spin on the old segment.
+	per := (64<<10 - segment.HeaderSize) / segment.RecordSpan(4)
+	for seq := uint64(1); seq <= uint64(per)+3; seq++ {
+		if seq%500 == 1 || seq > uint64(per) {
+			appendAfter(seq)
+		} else if _, err := w.Append([]byte(fmt.Sprint(seq))); err != nil {
+			t.Fatal(err)
+		}
+		expectRecords(t, f, seq, seq)
+	}
+	if k := f.wake; k.polls+k.events != 0 {
+		t.Fatalf("the follower waited: %d polls, %d events", k.polls, k.events)
+	}
+
+	f.Spin(0)
+	appendAfter(uint64(per) + 4)
+	expectRecords(t, f, uint64(per)+4, uint64(per)+4)
+	if k := f.wake; k.polls == 0 {
+		t.Fatalf("Spin(0): the record came without a poll (%d events with inotify off)", k.events)
+	}
+}
