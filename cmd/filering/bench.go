@@ -31,6 +31,9 @@ func benchCommand() *cli.Command {
 			"  alone:   the producer alone, records/s and MB/s of payload (pipe and socket drained by a goroutine);\n" +
 			"  follow:  the producer and a reader in another process: records delivered per second, and records lost;\n" +
 			"  latency: at a low rate, the time from send to receipt in the reader process (µs).\n" +
+			"filering appends each record with Append, batch gathers 64 and appends them with AppendBatch (not in\n" +
+			"latency), spin is filering read by a follower that spins on the ring (watch --spin; not measured alone);\n" +
+			"\"x raw\" is a ring's records/s as a share of the raw baseline's.\n" +
 			"The raw baseline is the physical limit: a ring of fixed slots in one mapped tmpfs file, one copy and one\n" +
 			"atomic store per record, no checksum, clock or manifest; its reader spins, so latency leaves it out.\n" +
 			"The rename baseline writes the last --buffer bytes of records to a temporary file and renames it over\n" +

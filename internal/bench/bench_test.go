@@ -70,22 +70,36 @@ func TestBench_json(t *testing.T) {
 		}
 	}
 
-	if len(rep.Alone) != len(AllTransports) {
-		t.Fatalf("alone: %d results, want one per transport: %+v", len(rep.Alone), rep.Alone)
+	in := func(measure string) []string {
+		var ts []string
+		for _, tr := range AllTransports {
+			if takesPart(tr, measure) {
+				ts = append(ts, tr)
+			}
+		}
+		return ts
+	}
+	if want := in(measureAlone); len(rep.Alone) != len(want) {
+		t.Fatalf("alone: %d results, want one for each of %v: %+v", len(rep.Alone), want, rep.Alone)
 	}
 	for i, r := range rep.Alone {
 		what := "alone " + r.Transport
-		if r.Transport != AllTransports[i] || r.Size != 64 {
+		if r.Transport != in(measureAlone)[i] || r.Size != 64 {
 			t.Errorf("%s: size %d, want the transports in order at 64 bytes", what, r.Size)
 		}
 		positive(what, float64(r.Records), r.Seconds, r.RecordsPerSec, r.MBPerSec)
 		if r.Transport != transFilering {
 			positive(what+" ratio", r.FileringOver)
 		}
+		if ringTransport(r.Transport) {
+			positive(what+" x raw", r.OverRaw)
+		} else if r.OverRaw != 0 {
+			t.Errorf("%s: x raw %v on a baseline", what, r.OverRaw)
+		}
 	}
 
-	if len(rep.Follow) != len(AllTransports) {
-		t.Fatalf("follow: %d results, want one per transport: %+v", len(rep.Follow), rep.Follow)
+	if want := in(measureFollow); len(rep.Follow) != len(want) {
+		t.Fatalf("follow: %d results, want one for each of %v: %+v", len(rep.Follow), want, rep.Follow)
 	}
 	for _, r := range rep.Follow {
 		what := "follow " + r.Transport
@@ -93,6 +107,9 @@ func TestBench_json(t *testing.T) {
 			r.Seconds, r.RecordsPerSec, r.MBPerSec, r.LagMS)
 		if r.Transport != transFilering {
 			positive(what+" ratio", r.FileringOver)
+		}
+		if ringTransport(r.Transport) {
+			positive(what+" x raw", r.OverRaw)
 		}
 		if r.Transport == transRename {
 			continue // a reader of a rewritten file may miss records; they are counted as lost
@@ -108,7 +125,7 @@ func TestBench_json(t *testing.T) {
 		if r.Received != r.Sent || r.Lost != 0 {
 			t.Errorf("%s: sent %d, received %d, lost %d; want every record", what, r.Sent, r.Received, r.Lost)
 		}
-		if r.Transport == transFilering {
+		if ringTransport(r.Transport) {
 			held := uint64(r.Segments) * uint64((r.SegmentSize-segment.HeaderSize)/int64(segment.RecordSpan(64)))
 			if r.Warmup+r.Sent > held {
 				t.Logf("%s: %d records sent, more than the ring holds (%d)", what, r.Warmup+r.Sent, held)
@@ -116,7 +133,7 @@ func TestBench_json(t *testing.T) {
 		}
 	}
 
-	if rep.Latency == nil || len(rep.Latency.Transports) != len(AllTransports)-1 {
+	if rep.Latency == nil || len(rep.Latency.Transports) != len(in(measureLatency)) {
 		t.Fatalf("latency: want one result per transport, got %+v", rep.Latency)
 	}
 	for _, r := range rep.Latency.Transports {

@@ -5,6 +5,8 @@ import "time"
 // The transports the benchmark compares, in the order it runs them.
 const (
 	transFilering = "filering"
+	transBatch    = "batch"
+	transSpin     = "spin"
 	transRaw      = "raw"
 	transPipe     = "pipe"
 	transSocket   = "socket"
@@ -12,11 +14,40 @@ const (
 )
 
 // AllTransports lists the transports the benchmark knows, in the order it runs them:
-// filering (a ring, read by a watch.Follower), raw (the least a ring in a shared mapping
-// can do, the physical limit: see raw.go), a pipe, a unix stream socket, and rename
-// (rewriting the recent records to a file and renaming it over the one readers open).
-// The latency measurement leaves raw out: its reader spins rather than sleeps.
-var AllTransports = []string{transFilering, transRaw, transPipe, transSocket, transRename}
+// filering (Append to a ring, read by a watch.Follower woken by inotify), batch
+// (AppendBatch of batchSize records, the same follower), spin (Append, read by a
+// follower that spins: Follower.Spin for spinTime), raw (the least a ring in a shared
+// mapping can do, the physical limit: see raw.go), a pipe, a unix stream socket, and
+// rename (rewriting the recent records to a file and renaming it over the one readers
+// open). takesPart says which measurements each is in.
+var AllTransports = []string{transFilering, transBatch, transSpin, transRaw, transPipe, transSocket, transRename}
+
+// batchSize is how many records the batch transport appends with one AppendBatch.
+const batchSize = 64
+
+// spinTime is how long the spin transport's follower spins before it sleeps: longer than
+// the time between two records at the latency measurement's default rate, so that it
+// never sleeps there.
+const spinTime = 10 * time.Millisecond
+
+// takesPart reports whether transport is in measurement measure. Batch holds records
+// back until its batch is full, so it has no latency to measure; spin differs from
+// filering only in its reader, so it is not measured alone; raw's reader spins and is
+// as fast as the producer, so it is not in the latency measurement (see raw.go).
+func takesPart(transport, measure string) bool {
+	switch transport {
+	case transBatch, transRaw:
+		return measure != measureLatency
+	case transSpin:
+		return measure != measureAlone
+	}
+	return true
+}
+
+// ringTransport reports whether transport is a filering ring.
+func ringTransport(transport string) bool {
+	return transport == transFilering || transport == transBatch || transport == transSpin
+}
 
 // The measurements, in the order they run.
 const (

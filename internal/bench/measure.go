@@ -21,7 +21,7 @@ func (b *bencher) alone(transport string, size int) (AloneResult, error) {
 	drained := l.drain()
 	res, err := pump(l.sender, newFrame(size), b.Warmup, b.Duration, false)
 	var huge *float64
-	if transport == transFilering || transport == transRaw {
+	if ringTransport(transport) || transport == transRaw {
 		share := hugeShare(l.path)
 		huge = &share
 	}
@@ -78,7 +78,7 @@ func (b *bencher) follow(transport string, size int) (FollowResult, error) {
 	}
 	r := FollowResult{Size: size, Transport: transport, Sent: res.sent, Received: rep.Received, Lost: rep.Lost, Warmup: res.warm,
 		ProducerPerSec: float64(res.sent) / res.elapsed.Seconds()}
-	if transport == transFilering {
+	if ringTransport(transport) {
 		r.SegmentSize, r.Segments = b.ringSegmentSize(size), b.Segments
 	}
 	if rep.Received > res.sent {

@@ -190,8 +190,10 @@ func RunPeer(js string) int {
 	}
 	var err error
 	switch cfg.Transport {
-	case transFilering:
-		err = readRing(ctx, cfg.Path, t, ready)
+	case transFilering, transBatch:
+		err = readRing(ctx, cfg.Path, 0, t, ready)
+	case transSpin:
+		err = readRing(ctx, cfg.Path, spinTime, t, ready)
 	case transRaw:
 		err = readRaw(ctx, cfg.Path, t, ready)
 	case transPipe, transSocket:

@@ -29,20 +29,20 @@ func (rep *Report) Print(out io.Writer) error {
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Alone) > 0 {
 		fmt.Fprintf(bw, "\n1. Producer alone (pipe and socket drained by a goroutine in the producer's process)\n\n")
-		fmt.Fprintln(tw, "size\ttransport\trecords\trecords/s\tMB/s\tfilering ÷ this\thuge pages\t")
+		fmt.Fprintln(tw, "size\ttransport\trecords\trecords/s\tMB/s\tx raw\tfilering ÷ this\thuge pages\t")
 		for _, r := range rep.Alone {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.1f\t%s\t%s\t\n", ramdisk.FormatSize(int64(r.Size)), r.Transport,
-				r.Records, siRate(r.RecordsPerSec), r.MBPerSec, ratio(r.FileringOver), hugeColumn(r.HugeShare))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.1f\t%s\t%s\t%s\t\n", ramdisk.FormatSize(int64(r.Size)), r.Transport,
+				r.Records, siRate(r.RecordsPerSec), r.MBPerSec, ratio(r.OverRaw), ratio(r.FileringOver), hugeColumn(r.HugeShare))
 		}
 		tw.Flush()
 	}
 	if len(rep.Follow) > 0 {
 		fmt.Fprintf(bw, "\n2. Producer to a reader in another process (as fast as the producer goes; delivered = received ÷ time\n"+
 			"   from first send to last receipt; lost counts the whole stream, warm-up included)\n\n")
-		fmt.Fprintln(tw, "size\ttransport\tsent\treceived\tlost\tproducer rec/s\tdelivered rec/s\tMB/s\tlag ms\tfilering ÷ this\t")
+		fmt.Fprintln(tw, "size\ttransport\tsent\treceived\tlost\tproducer rec/s\tdelivered rec/s\tMB/s\tlag ms\tx raw\tfilering ÷ this\t")
 		for _, r := range rep.Follow {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%.1f\t%.1f\t%s\t\n", ramdisk.FormatSize(int64(r.Size)), r.Transport,
-				r.Sent, r.Received, r.Lost, siRate(r.ProducerPerSec), siRate(r.RecordsPerSec), r.MBPerSec, r.LagMS, ratio(r.FileringOver))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t\n", ramdisk.FormatSize(int64(r.Size)), r.Transport,
+				r.Sent, r.Received, r.Lost, siRate(r.ProducerPerSec), siRate(r.RecordsPerSec), r.MBPerSec, r.LagMS, ratio(r.OverRaw), ratio(r.FileringOver))
 		}
 		tw.Flush()
 	}

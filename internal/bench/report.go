@@ -62,7 +62,10 @@ type AloneResult struct {
 	// FileringOver is filering's records/s divided by this transport's; baselines only.
 	// On the raw row it is filering's figure as a share of the physical limit ("x raw").
 	FileringOver float64 `json:"filering_over,omitempty"`
-	// HugeShare, for filering and raw, is the share of the producer's segment (or raw
+	// OverRaw, for the rings (filering, batch), is records/s as a share of raw's at the
+	// same size: "x raw".
+	OverRaw float64 `json:"over_raw,omitempty"`
+	// HugeShare, for filering, batch and raw, is the share of the producer's segment (or raw
 	// ring) mappings that the kernel mapped with huge pages at the end of the run (a
 	// segment being prepared left out), from 0 to 1; -1 when unknown.
 	HugeShare *float64 `json:"huge_page_share,omitempty"`
@@ -97,6 +100,9 @@ type FollowResult struct {
 	// baselines only. On the raw row it is filering's figure as a share of the physical
 	// limit ("x raw"); Lost on both rows says whether it came with no loss.
 	FileringOver float64 `json:"filering_over,omitempty"`
+	// OverRaw, for the rings (filering, batch, spin), is delivered records/s as a share
+	// of raw's at the same size: "x raw".
+	OverRaw float64 `json:"over_raw,omitempty"`
 }
 
 // LatencyResult is the time from send to receipt at a low rate.
@@ -128,10 +134,20 @@ func (rep *Report) ratios() {
 			fileringAlone[r.Size] = r.RecordsPerSec
 		}
 	}
+	rawAlone := map[int]float64{}
 	for i := range rep.Alone {
 		r := &rep.Alone[i]
 		if f, ok := fileringAlone[r.Size]; ok && r.Transport != transFilering && r.RecordsPerSec > 0 {
 			r.FileringOver = f / r.RecordsPerSec
+		}
+		if r.Transport == transRaw {
+			rawAlone[r.Size] = r.RecordsPerSec
+		}
+	}
+	for i := range rep.Alone {
+		r := &rep.Alone[i]
+		if raw := rawAlone[r.Size]; raw > 0 && ringTransport(r.Transport) {
+			r.OverRaw = r.RecordsPerSec / raw
 		}
 	}
 	fileringFollow := map[int]float64{}
@@ -140,10 +156,20 @@ func (rep *Report) ratios() {
 			fileringFollow[r.Size] = r.RecordsPerSec
 		}
 	}
+	rawFollow := map[int]float64{}
 	for i := range rep.Follow {
 		r := &rep.Follow[i]
 		if f, ok := fileringFollow[r.Size]; ok && r.Transport != transFilering && r.RecordsPerSec > 0 {
 			r.FileringOver = f / r.RecordsPerSec
+		}
+		if r.Transport == transRaw {
+			rawFollow[r.Size] = r.RecordsPerSec
+		}
+	}
+	for i := range rep.Follow {
+		r := &rep.Follow[i]
+		if raw := rawFollow[r.Size]; raw > 0 && ringTransport(r.Transport) {
+			r.OverRaw = r.RecordsPerSec / raw
 		}
 	}
 	if rep.Latency == nil {

@@ -4,14 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/segment"
 	"github.com/filering/filering/watch"
 )
 
-// openRing sets up a ring in a new directory of the working directory.
-func (b *bencher) openRing(size int) (*link, error) {
+// openRing sets up a ring in a new directory of the working directory, written with
+// Append, or with AppendBatch when batch is set.
+func (b *bencher) openRing(size int, batch bool) (*link, error) {
 	dir, err := os.MkdirTemp(b.dir, "ring-")
 	if err != nil {
 		return nil, err
@@ -21,7 +23,11 @@ func (b *bencher) openRing(size int) (*link, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &link{sender: ringSender{w}, path: dir, remove: dir}, nil
+	var s sender = ringSender{w}
+	if batch {
+		s = &batchSender{w: w, size: size, buf: make([]byte, batchSize*size)}
+	}
+	return &link{sender: s, path: dir, remove: dir}, nil
 }
 
 // ringSegmentSize is the segment size of the rings for records of size bytes: the
@@ -42,8 +48,45 @@ func (s ringSender) send(f frame) error {
 
 func (s ringSender) close() error { return s.w.Close() }
 
-// readRing follows the ring in dir with a watch.Follower.
-func readRing(ctx context.Context, dir string, t *tally, ready func() error) error {
+// batchSender gathers batchSize records and appends them with one AppendBatch. It copies
+// each payload, as a producer that reads records into a buffer does.
+type batchSender struct {
+	w    *publish.Writer
+	size int
+	buf  []byte   // room for batchSize payloads
+	recs [][]byte // the payloads gathered, in buf
+}
+
+func (s *batchSender) send(f frame) error {
+	i := len(s.recs)
+	p := s.buf[i*s.size : (i+1)*s.size]
+	copy(p, f[frameHeader:])
+	if s.recs = append(s.recs, p); len(s.recs) == batchSize {
+		return s.flush()
+	}
+	return nil
+}
+
+func (s *batchSender) flush() error {
+	if len(s.recs) == 0 {
+		return nil
+	}
+	_, _, err := s.w.AppendBatch(s.recs)
+	s.recs = s.recs[:0]
+	return err
+}
+
+func (s *batchSender) close() error {
+	err := s.flush()
+	if cerr := s.w.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// readRing follows the ring in dir with a watch.Follower, spinning for spin (see
+// Follower.Spin).
+func readRing(ctx context.Context, dir string, spin time.Duration, t *tally, ready func() error) error {
 	r, err := watch.Open(dir)
 	if err != nil {
 		return err
@@ -54,6 +97,7 @@ func readRing(ctx context.Context, dir string, t *tally, ready func() error) err
 		return err
 	}
 	defer f.Close()
+	f.Spin(spin)
 	if err := ready(); err != nil {
 		return err
 	}

@@ -64,6 +64,9 @@ func (b *bencher) run(rep *Report) error {
 		for _, size := range cfg.Sizes {
 			if slices.Contains(cfg.Measures, measureAlone) {
 				for _, t := range cfg.Transports {
+					if !takesPart(t, measureAlone) {
+						continue
+					}
 					r, err := b.alone(t, size)
 					if err != nil {
 						return fmt.Errorf("%s, %s alone: %v", t, ramdisk.FormatSize(int64(size)), err)
@@ -77,6 +80,9 @@ func (b *bencher) run(rep *Report) error {
 			}
 			if slices.Contains(cfg.Measures, measureFollow) {
 				for _, t := range cfg.Transports {
+					if !takesPart(t, measureFollow) {
+						continue
+					}
 					r, err := b.follow(t, size)
 					if err != nil {
 						return fmt.Errorf("%s, %s to a reader process: %v", t, ramdisk.FormatSize(int64(size)), err)
@@ -92,8 +98,8 @@ func (b *bencher) run(rep *Report) error {
 		if slices.Contains(cfg.Measures, measureLatency) {
 			var i int
 			for _, t := range cfg.Transports {
-				if t == transRaw {
-					continue // its reader spins: see raw.go
+				if !takesPart(t, measureLatency) {
+					continue
 				}
 				r, err := b.latency(t, cfg.LatencySize)
 				if err != nil {

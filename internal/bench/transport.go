@@ -62,8 +62,10 @@ func (l *link) cleanup() {
 // open sets up transport for records of size bytes.
 func (b *bencher) open(transport string, size int) (*link, error) {
 	switch transport {
-	case transFilering:
-		return b.openRing(size)
+	case transFilering, transSpin:
+		return b.openRing(size, false)
+	case transBatch:
+		return b.openRing(size, true)
 	case transRaw:
 		return b.openRaw(size)
 	case transPipe:
