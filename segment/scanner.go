@@ -27,8 +27,9 @@ type Record struct {
 // more records yet", and Next may be called again later to pick up records appended
 // since. Done reports whether the segment can never hold another record.
 //
-// The Scanner copies each record out of b before it checks the record's CRC, so the
-// bytes it returns are the bytes it checked. A Scanner is not safe for concurrent use.
+// Next copies each record out of b before it checks the record's CRC, so the bytes it
+// returns are the bytes it checked. Pass checks records in place and returns none of
+// their bytes. A Scanner is not safe for concurrent use.
 type Scanner struct {
 	path   string
 	b      []byte
@@ -40,6 +41,8 @@ type Scanner struct {
 	rec    Record
 	buf    []byte
 	skim   bool // Skip is running: check framing and sequence only
+	// checked and copied count records checked by Pass and copied by Next: see Checked.
+	checked, copied int
 }
 
 // NewScanner returns a Scanner over the segment in b, whose header h the caller has
@@ -155,6 +158,7 @@ func (s *Scanner) read(w uint64) error {
 	}
 	body := s.buf[:n]
 	copy(body, s.b[s.off+8:s.off+size])
+	s.copied++
 	if got := crc32.Update(0, crcTable, body); got != crc {
 		return fmt.Errorf("%w: computed %08x, stored %08x", ErrChecksum, got, crc)
 	}
@@ -192,6 +196,64 @@ func (s *Scanner) Skip() bool {
 	s.skim = false
 	return ok
 }
+
+// Pass passes over the committed records ahead without delivering them. It checks each
+// record as Next does (its size, its sequence number and its CRC), but computes the CRC
+// in place, in b, and copies nothing: it is for finding where the records a reader wants
+// start, and for checking the ones it passes over on the way, at the cost of reading
+// them once. It writes the offset of each record it passes into offs, in order, and
+// stops when offs is full, before a record that starts at or past offset until, before a
+// record whose size word is above big, and before any record that Next would not
+// deliver as it stands: at the end of the records committed so far, at the end of a
+// sealed segment, and on damage. It reports nothing about that record: the Next called
+// then reads it and settles what it is, the end of the records or damage at its offset,
+// exactly as if Pass had not been called. Pass returns how many records it passed; after
+// it, Record holds only the Seq of the last one. Its only error (Err) is a memory fault
+// in the mapping.
+//
+// The records Pass checks are not delivered, so reading them in place is safe: a record
+// a reader delivers is read again by Next, which copies it before it checks it.
+func (s *Scanner) Pass(offs []int, until, big int) (n int) {
+	if s.err != nil || s.done || len(offs) == 0 {
+		return 0
+	}
+	ok := true
+	defer s.guard(&ok, debug.SetPanicOnFault(true))
+	b := s.b
+	for n < len(offs) && s.off < until && s.off+8 <= len(b) {
+		// The committed word as Next sees it: Next reports it when it is out of range,
+		// and ends a sealed segment there.
+		c := load64(b, OffCommitted)
+		if c < HeaderSize || c > uint64(len(b)) || c%Align != 0 || s.sealed && uint64(s.off) >= c {
+			break
+		}
+		w := load64(b, s.off)
+		size := int(uint32(w))
+		if size < RecordHeaderSize || size > big || size > len(b)-s.off || RecordSpan(size-RecordHeaderSize) > len(b)-s.off {
+			break // a zero commit word too
+		}
+		if binary.LittleEndian.Uint64(b[s.off+8:]) != s.next {
+			break
+		}
+		if crc32.Update(0, crcTable, b[s.off+8:s.off+size]) != uint32(w>>32) {
+			break
+		}
+		offs[n] = s.off
+		n++
+		s.off += RecordSpan(size - RecordHeaderSize)
+		s.next++
+		s.checked++
+	}
+	if n > 0 {
+		s.rec = Record{Seq: s.next - 1}
+	}
+	return n
+}
+
+// Checked returns how many records the Scanner has checked in place (Pass) and how many
+// it has copied out of the segment to check and deliver them (Next). Tests use it to
+// check that a reader copies only the records it delivers.
+func (s *Scanner) Checked() (inPlace, copied int) { return s.checked, s.copied }
 
 // Record returns the record Next advanced to. Data aliases a buffer owned by the Scanner
 // and is valid only until the next call to Next; copy it to keep it.

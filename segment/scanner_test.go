@@ -258,3 +258,99 @@ func TestScanner_Skip(t *testing.T) {
 		t.Fatalf("Next after Skip did not check the CRC: %v", s.Err())
 	}
 }
+
+// passThenNext reads the segment in b with Pass runs of up to k records, no further than
+// until bytes ahead and of records no larger than big, each followed by one Next, and
+// returns the offsets of the records passed or read, in order, and the scanner.
+func passThenNext(b []byte, h Header, k, ahead, big int) ([]int, *Scanner) {
+	s := NewScanner("seg", b, h)
+	var offs []int
+	buf := make([]int, k)
+	for {
+		n := s.Pass(buf, s.Offset()+ahead, big)
+		offs = append(offs, buf[:n]...)
+		off := s.Offset()
+		if !s.Next() {
+			return offs, s
+		}
+		offs = append(offs, off)
+	}
+}
+
+// nextOnly reads the segment in b with Next alone, as passThenNext does.
+func nextOnly(b []byte, h Header) ([]int, *Scanner) {
+	s := NewScanner("seg", b, h)
+	var offs []int
+	for off := s.Offset(); s.Next(); off = s.Offset() {
+		offs = append(offs, off)
+	}
+	return offs, s
+}
+
+// samePass checks that Pass changes nothing Next decides: the same records, in the same
+// places, and the same end (error, offset, done).
+func samePass(t *testing.T, b []byte, h Header, k, ahead, big int) {
+	t.Helper()
+	want, ws := nextOnly(b, h)
+	got, gs := passThenNext(b, h, k, ahead, big)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Pass(%d, +%d, %d) then Next: records at %v; Next alone: %v", k, ahead, big, got, want)
+	}
+	if fmt.Sprint(gs.Err()) != fmt.Sprint(ws.Err()) || gs.Offset() != ws.Offset() || gs.NextSeq() != ws.NextSeq() || gs.Done() != ws.Done() {
+		t.Fatalf("Pass(%d, +%d, %d) then Next ends with %v at %d (next %d, done %v); Next alone with %v at %d (next %d, done %v)",
+			k, ahead, big, gs.Err(), gs.Offset(), gs.NextSeq(), gs.Done(), ws.Err(), ws.Offset(), ws.NextSeq(), ws.Done())
+	}
+}
+
+func TestScanner_Pass(t *testing.T) {
+	second := HeaderSize + RecordSpan(3)
+	damages := map[string]func(b []byte){
+		"healthy":               func(b []byte) {},
+		"checksum":              func(b []byte) { b[second+24] ^= 1 },
+		"size":                  func(b []byte) { binary.LittleEndian.PutUint32(b[second:], 1<<30) },
+		"missing":               func(b []byte) { binary.LittleEndian.PutUint64(b[second:], 0) },
+		"sequence":              func(b []byte) { rewrite(b, second, 1) },
+		"committed word":        func(b []byte) { binary.LittleEndian.PutUint64(b[OffCommitted:], 67) },
+		"sealed, shorter":       func(b []byte) { Seal(b, int64(second)) },
+		"sealed, longer":        func(b []byte) { Seal(b, 4000) },
+		"sealed word garbage":   func(b []byte) { binary.LittleEndian.PutUint64(b[OffSealed:], 7) },
+		"uncommitted, checksum": func(b []byte) { SetCommitted(b, int64(second)); b[second+24] ^= 1 },
+	}
+	for name, damage := range damages {
+		for _, commit := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/commit=%v", name, commit), func(t *testing.T) {
+				b, h, _ := build(t, 1, commit, "one", "two", "three", string(make([]byte, 300)), "five")
+				damage(b)
+				for _, k := range []int{1, 2, 100} {
+					for _, ahead := range []int{1, 48, 4096} {
+						for _, big := range []int{RecordHeaderSize, 40, 1 << 20} {
+							samePass(t, b, h, k, ahead, big)
+						}
+					}
+				}
+				in, cp := NewScanner("seg", b, h).Checked()
+				if in != 0 || cp != 0 {
+					t.Fatalf("a new scanner has checked %d, %d", in, cp)
+				}
+				_, s := passThenNext(b, h, 100, 1<<20, 1<<20)
+				if in, _ := s.Checked(); in == 0 && len(scanAll(NewScanner("seg", b, h))) > 1 {
+					t.Fatal("Pass checked nothing in place")
+				}
+			})
+		}
+	}
+}
+
+// FuzzScannerPass checks that Pass changes nothing that Next decides, on any record area.
+func FuzzScannerPass(f *testing.F) {
+	seg, _, off := build(f, 1, true, "one", "two", "", "three three three")
+	f.Add(seg[OffSealed:off], uint8(2), uint16(64), uint16(40))
+	f.Add(seg[OffSealed:off-3], uint8(1), uint16(8), uint16(24))
+	f.Fuzz(func(t *testing.T, data []byte, k uint8, ahead, big uint16) {
+		b := make([]byte, testSize)
+		h := Header{Size: testSize, Number: 3, FirstSeq: 42}
+		PutHeader(b, h)
+		copy(b[OffSealed:], data)
+		samePass(t, b, h, int(k)+1, int(ahead)+1, int(big))
+	})
+}

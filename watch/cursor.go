@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/filering/filering/internal/ringdir"
 	"github.com/filering/filering/segment"
 )
 
@@ -128,6 +129,43 @@ func (c *cursor) next(deliver bool) bool {
 		return false
 	}
 	return true
+}
+
+// pass passes over records as next(false) does, checking each one, and writes the offset
+// of each into offs; it returns how many it passed, len(offs) at most, fewer at the end
+// of what is committed so far, at the end of a sealed segment and on damage (see Err,
+// Done). Records no larger than bigRecord are checked in place (segment.Scanner.Pass), a
+// window of the View at a time, and copied nowhere; the others, and the record that ends
+// a run of them, go through next.
+func (c *cursor) pass(offs []int) int {
+	n := 0
+	for n < len(offs) && c.err == nil && !c.done {
+		off := c.sc.Offset()
+		limit := len(offs)
+		if e := &c.seg.entry; e.Sealed && e.LastSeq != 0 {
+			// Never past the manifest's last_seq: next reports a record above it.
+			if next := c.sc.NextSeq(); next > e.LastSeq {
+				limit = n
+			} else if d := e.LastSeq - next + 1; d < uint64(limit-n) {
+				limit = n + int(d)
+			}
+		}
+		until := off&^(ringdir.ReadWindow-1) + ringdir.ReadWindow
+		if k := c.sc.Pass(offs[n:limit], until, bigRecord); k > 0 {
+			n += k
+			c.seg.v.Advance(c.sc.Offset())
+			continue
+		}
+		if c.err = c.sc.Err(); c.err != nil {
+			break
+		}
+		if !c.next(false) {
+			break
+		}
+		offs[n] = off
+		n++
+	}
+	return n
 }
 
 // skipTo passes over the records before sequence seq with only their framing checked,

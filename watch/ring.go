@@ -4,8 +4,11 @@
 // permission on the ring and never lock; takers also need to rename files in it.
 //
 // Records are read from shared read-only mappings of the segment files, with no system
-// call per record. A reader copies each record out of the mapping before it checks the
-// record's CRC, so what it returns is what it checked.
+// call per record. A reader copies each record it delivers out of the mapping before it
+// checks the record's CRC, so what it returns is what it checked. The records it passes
+// over on the way to a selection (before the last N, before a sequence number) are
+// checked too, every one, since damage among them ends what a reader delivers of their
+// segment; they are checked in place, and copied nowhere.
 //
 // # Damage
 //

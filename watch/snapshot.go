@@ -55,9 +55,11 @@ type Snapshot struct {
 	floor    uint64    // the ring's next sequence number as the manifest showed it
 	rec      segment.Record
 	err      error
-	// ctx, when set (by a Follower), is looked at every stopEvery records passed over
-	// without delivering one: Next then returns false with ctx.Err(), and may be called
-	// again.
+	work     readWork
+	passed   []int // room for the offsets cursor.pass writes
+	// ctx, when set (by a Follower), is looked at every stopEvery records (or fewer)
+	// passed over without delivering one: Next then returns false with ctx.Err(), and
+	// may be called again.
 	ctx context.Context
 }
 
@@ -96,10 +98,11 @@ func (r *Ring) Snapshot(sel Selection) (*Snapshot, error) {
 // openLast opens the newest segments holding the last n records from s.start on, and
 // sets where delivery starts and ends. It opens segments newest first until the
 // manifest's counts cover n (a hot segment counting for nothing), all before reading
-// any; then it counts the records of each, newest first, reading them as Next will
-// (damage ends a segment's count where it ends its delivery); when damage leaves the
+// any; then it counts the records of each, newest first, checking each as Next will,
+// in place (damage ends a segment's count where it ends its delivery: every record of a
+// segment from its start is checked, not only those delivered); when damage leaves the
 // count short, it opens older segments and counts on. It keeps the offsets of the last
-// records of the segment where delivery starts (up to 1<<16), so that Next resumes there.
+// records of the segment where delivery starts (at most n), so that Next resumes there.
 func (r *Ring) openLast(s *Snapshot, n uint64) (*segment.Manifest, error) {
 	from := s.start
 	for attempt := 0; ; attempt++ {
@@ -170,10 +173,12 @@ func (r *Ring) openLast(s *Snapshot, n uint64) (*segment.Manifest, error) {
 	}
 }
 
-// count reads the records of seg from s.start on, as Next delivers them, and returns how
-// many there are, the sequence number of the newest, and, when there are at least need,
-// where the need-th from the end is. It keeps the positions of at most the last need
-// records: of records that will be delivered. Damage ends the count; Next reports it.
+// count passes over the records of seg from s.start on, checking them as Next does
+// (cursor.pass), and returns how many there are, the sequence number of the newest, and,
+// when there are at least need, where the need-th from the end is. Records are checked
+// in place, not copied: only those Next delivers are. It keeps the offsets of at most the
+// last need records, as many as will be delivered. Damage ends the count; Next reports
+// it.
 func (s *Snapshot) count(seg *openSegment, need uint64) (n uint64, at *resumeAt, newest uint64) {
 	if seg.damage != nil || need == 0 {
 		return 0, nil, 0
@@ -183,31 +188,61 @@ func (s *Snapshot) count(seg *openSegment, need uint64) (n uint64, at *resumeAt,
 		return 0, nil, 0
 	}
 	defer seg.release()
-	var ring []resumeAt
-	var next int // the slot of the oldest once ring holds need
+	defer s.work.add(c)
+	first := c.NextSeq()
+	// offs holds the offsets of the records passed, in order, growing until it holds
+	// need; then it is a ring of the last need.
+	offs := make([]int, min(need, countChunk))
+	var total uint64
 	for {
-		off := c.Offset()
-		if !c.next(false) {
-			break
+		if total == uint64(len(offs)) && uint64(len(offs)) < need {
+			grown := make([]int, min(need, 2*uint64(len(offs))))
+			copy(grown, offs)
+			offs = grown
 		}
-		seq := c.Record().Seq
-		if seq < s.start {
-			continue
-		}
-		n++
-		newest = seq
-		if uint64(len(ring)) < need {
-			ring = append(ring, resumeAt{off: off, seq: seq})
-		} else {
-			ring[next] = resumeAt{off: off, seq: seq}
-			next = (next + 1) % len(ring)
+		pos := int(total % uint64(len(offs)))
+		k := c.pass(offs[pos:])
+		total += uint64(k)
+		if k < len(offs)-pos {
+			break // the end, or damage
 		}
 	}
+	var before uint64 // records below s.start
+	if s.start > first {
+		before = min(total, s.start-first)
+	}
+	if n = total - before; n == 0 {
+		return 0, nil, 0
+	}
+	newest = first + total - 1
 	if n < need {
 		return n, nil, newest
 	}
-	p := ring[(next+len(ring)-int(need))%len(ring)]
-	return n, &p, newest
+	i := total - need // the need-th record from the end
+	return n, &resumeAt{off: offs[i%uint64(len(offs))], seq: first + i}, newest
+}
+
+// passBatch is how many records before the selection Next passes over at a time, between
+// looks at its context.
+const passBatch = 1024
+
+// countChunk is how many offsets count keeps room for at first.
+const countChunk = 1024
+
+// readWork is how much reading a Snapshot did: records checked in place without being
+// copied, and records copied out of a segment (those Next read, delivered or not). Tests
+// use it to check that what a selection copies is bounded by what it delivers.
+type readWork struct {
+	inPlace, copied int
+}
+
+// add counts the work of cursor c.
+func (w *readWork) add(c *cursor) {
+	if c != nil {
+		in, cp := c.sc.Checked()
+		w.inPlace += in
+		w.copied += cp
+	}
 }
 
 // openSet reads the manifest and opens the listed segments holding records from sequence
@@ -315,6 +350,34 @@ func (s *Snapshot) Next() bool {
 		}
 		c := s.cur
 		c.ctx = s.ctx
+		below := s.start // records below it are passed over, not delivered
+		if s.end != 0 {
+			below = min(below, s.end+1)
+		}
+		if next := c.NextSeq(); !s.none && next < below && next > s.prev {
+			// Check them in place, copying none: cursor.pass.
+			if s.passed == nil {
+				s.passed = make([]int, passBatch)
+			}
+			if c.pass(s.passed[:min(passBatch, below-next)]) > 0 {
+				s.seen = c.NextSeq() - 1
+				if s.ctx != nil && s.ctx.Err() != nil {
+					s.err = s.ctx.Err()
+					return false
+				}
+				continue
+			}
+			// Nothing passed: the end of the segment, or damage, as next reports it.
+			if s.err = c.Err(); s.err != nil {
+				return false
+			}
+			if c.interrupted {
+				s.err = s.ctx.Err()
+				return false
+			}
+			s.finish()
+			continue
+		}
 		off := c.Offset()
 		if !c.next(c.NextSeq() >= s.start) {
 			if s.err = c.Err(); s.err != nil {
@@ -356,6 +419,7 @@ func (s *Snapshot) Next() bool {
 // finish is done with the segment being read: it closes it, or for a counting pass
 // releases its pages, and moves to the next.
 func (s *Snapshot) finish() {
+	s.work.add(s.cur)
 	if s.i < len(s.segs) {
 		if s.keep {
 			s.segs[s.i].release()
