@@ -501,6 +501,7 @@ func TestWatch_DefaultLast10(t *testing.T) {
 		{[]string{"--last", "0"}, nil},
 		{[]string{"--from", "45"}, seqs(45, 50)},
 		{[]string{"--all"}, seqs(1, 50)},
+		{[]string{"--last", "2", "--spin", "20ms"}, seqs(49, 50)},
 	} {
 		args := append(append([]string{"watch", "--format", "json"}, tc.args...), dir)
 		ws = append(ws, watcher{startProc(t, args...), tc.want})

@@ -31,7 +31,7 @@ func followCursor(ctx context.Context, c *cli.Context, dir string, sel watch.Sel
 	notice := func(format string, args ...any) {
 		fmt.Fprintf(c.App.ErrWriter, "filering: "+format+"\n", args...)
 	}
-	f, err := cursor.Follow(dir, pos, cursor.Options{First: sel, Logf: notice})
+	f, err := cursor.Follow(dir, pos, cursor.Options{First: sel, Logf: notice, Spin: c.Duration("spin")})
 	if err != nil {
 		return err
 	}

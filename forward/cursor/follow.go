@@ -53,6 +53,9 @@ type Options struct {
 	// records then come as a Gap), waiting for a ring that does not exist yet. Nil
 	// discards them.
 	Logf func(format string, args ...any)
+	// Spin, when above zero, makes the follower spin on the ring for up to Spin before
+	// it sleeps: see watch.Follower.Spin.
+	Spin time.Duration
 }
 
 // Follower delivers the items after a Cursor: records in increasing sequence order, each
@@ -277,6 +280,7 @@ func (f *Follower) open(ctx context.Context) error {
 			return err
 		}
 		f.ring, f.fl, f.id, f.checked, f.first = r, fl, id, false, false
+		fl.Spin(f.opts.Spin)
 		fl.OnWait(func() {
 			if len(f.queue) > 0 {
 				f.cancel() // deliver the queued gap rather than wait
