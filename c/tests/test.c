@@ -226,6 +226,49 @@ static struct snapres snapshot(const char *dir, const filering_selection *sel)
 
 /* ---- basics ------------------------------------------------------------------------------- */
 
+/* test_writer_clock: record times come from the CPU's counter once its rate is measured
+ * (where the kernel keeps time with it): every one lies between the wall clock read
+ * before and after its append, across several 100 ms periods and recalibrations. */
+static void test_writer_clock(void)
+{
+	enum { N = 400 };
+	static int64_t before[N], after[N];
+	char *dir = ring_in();
+	filering_options o = small_opts(1 << 20, 4);
+	filering_writer *w;
+	filering_reader *r;
+	filering_record rec;
+	struct timespec pause = {0, 1000000};
+	const int64_t slack = 100000; /* the wall clock may be slewed by NTP: 500 ppm of 100 ms */
+	int i, bad = 0, rc;
+
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	for (i = 0; i < N; i++) {
+		before[i] = wall_ns();
+		CHECK_EQ(filering_append(w, "t", 1, NULL), 0);
+		after[i] = wall_ns();
+		nanosleep(&pause, NULL);
+	}
+#ifdef TICKS_SOURCE
+	if (ticks_usable())
+		CHECK(w->tick_mult != 0);
+#endif
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(filering_reader_open(dir, 0, NULL, &r), 0);
+	for (i = 0; (rc = filering_reader_next(r, &rec, 0)) > 0; i++) {
+		if (i >= N || rec.seq != (uint64_t)i + 1 || rec.time_ns < before[i] - slack || rec.time_ns > after[i] + slack) {
+			if (bad++ < 3)
+				fprintf(stderr, "  record %llu: time %lld, appended between %lld and %lld\n",
+				        (unsigned long long)rec.seq, (long long)rec.time_ns,
+				        (long long)(i < N ? before[i] : 0), (long long)(i < N ? after[i] : 0));
+		}
+	}
+	CHECK_EQ(rc, 0);
+	CHECK_EQ(i, N);
+	CHECK_EQ(bad, 0);
+	filering_reader_close(r);
+}
+
 static void test_crc(void)
 {
 	CHECK_EQ(filering_crc32(0, "123456789", 9), 0xCBF43926u);
@@ -1498,6 +1541,7 @@ int main(int argc, char **argv)
 	run_test("manifest", test_manifest);
 	run_test("scanner", test_scanner);
 	run_test("writer/basic", test_writer_basic);
+	run_test("writer/clock", test_writer_clock);
 	run_test("writer/errors", test_writer_errors);
 	run_test("writer/recovery", test_writer_recovery);
 	run_test("writer/retention", test_writer_retention);
