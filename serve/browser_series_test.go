@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -23,6 +24,7 @@ type pageModel struct {
 	Series []struct {
 		Key    string    `json:"key"`
 		Label  string    `json:"label"`
+		Unit   string    `json:"unit"`
 		Points int       `json:"points"`
 		Last   float64   `json:"last"`
 		Values []float64 `json:"values"`
@@ -278,3 +280,94 @@ func equalFloats(a, b []float64) bool {
 }
 
 func head(v []float64) []float64 { return v[:min(len(v), 5)] }
+
+// TestServe_BrowserUnits gives series units of their own, from the server's options and
+// from the URL, and checks each series' unit, its legend entry and the axis's unit
+// (only when every series has the same one) through window.fileringPage. Then it serves
+// a directory of rings and checks that the index page shows a ring created after it
+// was loaded, and that the ring's page is titled with its name.
+func TestServe_BrowserUnits(t *testing.T) {
+	bin := chromiumPath(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base, w := seriesRing(t, Page{Unit: "hPa", Units: map[string]string{"temp": "°C", "hum": "%"}})
+	base2, w2 := seriesRing(t, Page{})
+	dir := ringsDir(t)
+	makeRing(t, dir, "first", "1")
+	rbase, _ := startRings(t, dir, RingsOptions{})
+
+	b := startChromium(t, bin)
+	session := b.openPage(ctx, t)
+	b.mustCall(ctx, t, session, "Runtime.enable", nil, nil)
+	b.mustCall(ctx, t, session, "Page.enable", nil, nil)
+	var newest uint64
+	for i := 0; i < 20; i++ {
+		newest, _ = w.Append(fmt.Appendf(nil, `{"temp":%d.5,"hum":%d,"pres":1013}`, 20+i%3, 40+i))
+	}
+	type want struct {
+		label, unit, legend string
+	}
+	check := func(m *pageModel, axis string, series ...want) {
+		t.Helper()
+		if m.Unit != axis {
+			t.Errorf("axis unit %q, want %q", m.Unit, axis)
+		}
+		if len(m.Series) != len(series) || len(m.Legend) != len(series) {
+			t.Fatalf("%d series, legend %q; want %d", len(m.Series), m.Legend, len(series))
+		}
+		for i, s := range series {
+			if m.Series[i].Label != s.label || m.Series[i].Unit != s.unit || m.Legend[i] != s.legend {
+				t.Errorf("series %d: %s in %q, legend %q; want %s in %q, legend %q", i, m.Series[i].Label, m.Series[i].Unit, m.Legend[i], s.label, s.unit, s.legend)
+			}
+		}
+	}
+
+	// The server's units: temp and hum their own, pres the unit of the others.
+	b.navigate(ctx, t, session, base+"/")
+	m := b.waitModel(ctx, t, session, "every record drawn", func(m *pageModel) bool { return m.LastSeq == newest && m.Points == 20 })
+	check(m, "", want{"temp", "°C", "temp21.5 °C"}, want{"hum", "%", "hum59 %"}, want{"pres", "hPa", "pres1013 hPa"})
+
+	// unit= overrides them all: one unit for every series, on the axis too.
+	b.navigate(ctx, t, session, base+"/?unit=K")
+	m = b.waitModel(ctx, t, session, "every record drawn", func(m *pageModel) bool { return m.LastSeq == newest && m.Points == 20 })
+	check(m, "K", want{"temp", "K", "temp21.5 K"}, want{"hum", "K", "hum59 K"}, want{"pres", "K", "pres1013 K"})
+
+	// Per series in the URL, the same unit for every series drawn: on the axis.
+	b.navigate(ctx, t, session, base+"/?unit="+url.QueryEscape("temp:°C, hum:°C, pres:°C"))
+	m = b.waitModel(ctx, t, session, "every record drawn", func(m *pageModel) bool { return m.LastSeq == newest && m.Points == 20 })
+	check(m, "°C", want{"temp", "°C", "temp21.5 °C"}, want{"hum", "°C", "hum59 °C"}, want{"pres", "°C", "pres1013 °C"})
+
+	// Positional series: by their names from labels=, by #N, and the rest.
+	for i := 0; i < 5; i++ {
+		newest, _ = w2.Append(fmt.Appendf(nil, "%d %d %d", i, 10*i, 100*i))
+	}
+	b.navigate(ctx, t, session, base2+"/?labels=volt&unit="+url.QueryEscape("volt:V,#2:A,W"))
+	m = b.waitModel(ctx, t, session, "positional series", func(m *pageModel) bool { return m.LastSeq == newest && m.Points == 5 })
+	check(m, "", want{"volt", "V", "volt4 V"}, want{"#2", "A", "#240 A"}, want{"#3", "W", "#3400 W"})
+
+	// A single series, named "value": its unit is on the axis and in the header.
+	b.navigate(ctx, t, session, rbase+"/first/?unit=value:mm")
+	m = b.waitModel(ctx, t, session, "the ring's page", func(m *pageModel) bool { return m.LastSeq == 1 && m.Points == 1 })
+	check(m, "mm", want{"value", "mm", "value1 mm"})
+	var title string
+	if err := b.eval(ctx, t, session, `JSON.stringify(document.title + "|" + document.getElementById("value").textContent)`, &title); err != nil {
+		t.Fatal(err)
+	}
+	if title != "first · filering|1 mm" {
+		t.Errorf("title and newest value %q, want the ring's name and 1 mm", title)
+	}
+
+	// The index shows a ring created after it was loaded, within its refresh.
+	b.navigate(ctx, t, session, rbase+"/")
+	rows := func() []string {
+		var names []string
+		b.eval(ctx, t, session, `JSON.stringify(Array.from(document.querySelectorAll("tr[data-ring]"), r => r.dataset.ring))`, &names)
+		return names
+	}
+	waitFor(ctx, t, "the index with one ring", func() (bool, string) { r := rows(); return fmt.Sprint(r) == "[first]", fmt.Sprint(r) })
+	makeRing(t, dir, "second", "2")
+	waitFor(ctx, t, "the index with the new ring", func() (bool, string) { r := rows(); return fmt.Sprint(r) == "[first second]", fmt.Sprint(r) })
+	if ex := b.exceptions(); len(ex) > 0 {
+		t.Errorf("the pages threw:\n%s", strings.Join(ex, "\n"))
+	}
+}

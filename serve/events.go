@@ -21,6 +21,10 @@ import (
 // maxUint64 is the largest sequence number a client may name.
 const maxUint64 = math.MaxUint64
 
+// hubReadyWait is the longest an event stream waits for a hub that has just started
+// to catch up with the ring.
+const hubReadyWait = 2 * time.Second
+
 // seqAfter returns the sequence number after seq. For the largest one, which no ring
 // reaches, it returns seq itself rather than wrapping to 0: what follows it is as far
 // ahead of any ring.
@@ -46,6 +50,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "streaming not supported")
 		return
 	}
+	// A hub that has just started (Serve has just begun, or Rings has just made the
+	// Server) has yet to read the ring's newest records: give it a moment, so that a
+	// stream asking for the next record, or the last N, does not start at sequence 1.
+	ready, cancel := context.WithTimeout(r.Context(), hubReadyWait)
+	s.hub.waitReady(ready)
+	cancel()
 	// next is the first sequence number the client wants. Ids come from the client and
 	// may be anything up to 2^64-1: seqAfter never wraps one around to 0.
 	next := seqAfter(s.hub.newestSeq())
@@ -167,16 +177,21 @@ func appendRecordJSON(b []byte, r segment.Record) []byte {
 	b = append(b, `,"time_ns":`...)
 	b = strconv.AppendInt(b, r.Time, 10)
 	b = append(b, `,"value":`...)
-	if len(r.Data) < 64 && decimal().Match(r.Data) {
-		if v, err := strconv.ParseFloat(strings.TrimSpace(string(r.Data)), 64); err == nil {
-			return append(strconv.AppendFloat(b, v, 'g', -1, 64), '}')
+	return append(appendValueJSON(b, r.Data), '}')
+}
+
+// appendValueJSON appends a payload as the value of a record: a JSON number when it is
+// a decimal number, else a JSON string (invalid UTF-8 replaced).
+func appendValueJSON(b, data []byte) []byte {
+	if len(data) < 64 && decimal().Match(data) {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(string(data)), 64); err == nil {
+			return strconv.AppendFloat(b, v, 'g', -1, 64)
 		}
 	}
-	d := r.Data
-	if !utf8.Valid(d) {
-		d = bytes.ToValidUTF8(d, []byte("\uFFFD"))
+	if !utf8.Valid(data) {
+		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
 	}
-	return append(recordio.AppendJSONString(b, d), '}')
+	return recordio.AppendJSONString(b, data)
 }
 
 // appendEvent appends one Server-Sent Event for r.

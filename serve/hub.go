@@ -27,6 +27,11 @@ type hub struct {
 	// more. Until then, a client that asks for records beyond the newest the hub holds
 	// may be asking for records the hub has yet to read, not ones the ring never had.
 	current bool
+	// ready is closed once the hub has first caught up with the ring, or found that
+	// there is none (or none it can follow): until then its newest sequence number is
+	// not the ring's.
+	ready   chan struct{}
+	settled bool
 }
 
 type hubSlot struct {
@@ -35,7 +40,7 @@ type hubSlot struct {
 }
 
 func newHub(size int) *hub {
-	return &hub{slots: make([]hubSlot, size), changed: make(chan struct{})}
+	return &hub{slots: make([]hubSlot, size), changed: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // run follows the ring of src until ctx is done, waiting for it when there is none yet.
@@ -44,11 +49,13 @@ func (h *hub) run(ctx context.Context, src *ringSource) {
 	for ctx.Err() == nil {
 		rh, err := src.acquire()
 		if err != nil {
+			h.settle()
 			sleepCtx(ctx, watch.FastPollInterval) // no ring directory (yet)
 			continue
 		}
 		h.follow(ctx, rh.ring)
 		rh.release()
+		h.settle()
 		h.mu.Lock()
 		h.current = false
 		h.mu.Unlock()
@@ -101,10 +108,33 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func (h *hub) caughtUp() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.settleLocked()
 	if !h.current {
 		h.current = true
 		close(h.changed)
 		h.changed = make(chan struct{})
+	}
+}
+
+// settle closes ready, once.
+func (h *hub) settle() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.settleLocked()
+}
+
+func (h *hub) settleLocked() {
+	if !h.settled {
+		h.settled = true
+		close(h.ready)
+	}
+}
+
+// waitReady waits until ready is closed or ctx is done.
+func (h *hub) waitReady(ctx context.Context) {
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
 	}
 }
 

@@ -16,12 +16,36 @@ type promSample struct {
 	value  float64
 }
 
-// parseProm parses the Prometheus text exposition format strictly enough for a test:
-// every sample's metric has a # HELP and a # TYPE before it, values parse as floats,
-// and no metric appears twice. It returns the samples and the types by name.
+// promLine is a sample line: the metric's name, its labels ({...}, or "") and value.
+type promLine struct {
+	name, labels string
+	value        float64
+}
+
+// parseProm parses the Prometheus text exposition format of one ring (see
+// parsePromLines): it also checks that no metric appears twice, and returns the samples
+// and the types by name.
 func parseProm(t *testing.T, text string) (map[string]promSample, map[string]string) {
 	t.Helper()
-	samples, types, helps := map[string]promSample{}, map[string]string{}, map[string]bool{}
+	lines, types := parsePromLines(t, text)
+	samples := map[string]promSample{}
+	for _, l := range lines {
+		if _, dup := samples[l.name]; dup {
+			t.Errorf("metric %s twice", l.name)
+		}
+		samples[l.name] = promSample{l.labels, l.value}
+	}
+	return samples, types
+}
+
+// parsePromLines parses the Prometheus text exposition format strictly enough for a
+// test: every sample's metric has a # HELP and a # TYPE before it, the samples of a
+// metric follow each other, values parse as floats, and no metric has the same labels
+// twice. It returns the samples in order and the types by name.
+func parsePromLines(t *testing.T, text string) ([]promLine, map[string]string) {
+	t.Helper()
+	var lines []promLine
+	types, helps, seen, done := map[string]string{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
@@ -62,13 +86,20 @@ func parseProm(t *testing.T, text string) (map[string]promSample, map[string]str
 			if types[name] == "" || !helps[name] {
 				t.Errorf("sample %q before its HELP and TYPE", line)
 			}
-			if _, dup := samples[name]; dup {
-				t.Errorf("metric %s twice", name)
+			if seen[name+labels] {
+				t.Errorf("sample %s%s twice", name, labels)
 			}
-			samples[name] = promSample{labels, v}
+			if done[name] {
+				t.Errorf("sample %q apart from the other samples of %s", line, name)
+			}
+			if n := len(lines); n > 0 && lines[n-1].name != name {
+				done[lines[n-1].name] = true
+			}
+			seen[name+labels] = true
+			lines = append(lines, promLine{name, labels, v})
 		}
 	}
-	return samples, types
+	return lines, types
 }
 
 func getMetrics(t *testing.T, base string) (map[string]promSample, map[string]string) {

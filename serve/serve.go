@@ -18,6 +18,11 @@
 // page refers to the other endpoints by relative URLs: serve it at a path that ends in
 // a slash.
 //
+// Rings serves a directory of rings (such as /run/ring, holding /run/ring/sensor and
+// others) the same way: an index of them, the metrics of them all, and the endpoints
+// of each ring's Server under its name, made when a client first asks and let go of
+// when unused. See Rings.
+//
 // # Endpoints
 //
 // Relative to where the Server is mounted:
@@ -38,8 +43,9 @@
 // The page draws one line per number of a payload ("21.5 40", "21.5,40", "[21.5,40]")
 // or per numeric field of a JSON object ({"temp":21.5,"hum":40}), with a legend, and
 // lists the payloads that are not numeric under the graph. Its time axis is wall-clock
-// time; it can be paused. Options.Page gives it a unit, a fixed y-range and a time
-// window, which its query parameters (unit=, min=, max=, window=) override.
+// time; it can be paused. Options.Page gives it units (one for every series, or one per
+// series: see ParseUnits), a fixed y-range and a time window, which its query
+// parameters (unit=, min=, max=, window=) override.
 //
 // Records are {"seq":N,"time_ns":T,"value":V}: V is the payload as a JSON number when it
 // is a decimal number, else as a string. /records responses are written as they are
@@ -119,13 +125,37 @@ type Options struct {
 	Page Page
 }
 
+// check gives o's zero members their defaults, Buffer buffer, and reports what is out
+// of range.
+func (o *Options) check(buffer int) error {
+	if o.Buffer == 0 {
+		o.Buffer = buffer
+	}
+	if o.Buffer < 1 || o.Buffer > MaxBuffer {
+		return fmt.Errorf("serve: Buffer %d: want 1 to %d", o.Buffer, MaxBuffer)
+	}
+	if o.Stale < 0 {
+		return fmt.Errorf("serve: Stale %v: must not be negative", o.Stale)
+	}
+	return o.Page.check()
+}
+
 // Page holds defaults of the live graph page, which it takes from
 // window.FILERING_PAGE. The zero value leaves them to the page: no unit, an autoscaled
 // y-range, and every record it keeps drawn.
 type Page struct {
+	// Title, when not empty, is the page's title and heading (at most 128 bytes of
+	// UTF-8); Rings gives each ring's page the ring's name.
+	Title string
 	// Unit is the unit of the values (unit=), shown on the axis, in the legend and in
-	// the header: at most 32 bytes of UTF-8.
+	// the header: at most 32 bytes of UTF-8. Series that Units names have their own.
 	Unit string
+	// Units gives series a unit of their own, by series name: the name the legend shows
+	// (a JSON field such as "temp" or "a.b", a name from labels=, "value"), or "#N" for
+	// the Nth number of a payload. The axis shows a unit when every series drawn has the
+	// same one. At most MaxUnits entries; names of at most 128 bytes and no ',' or ':';
+	// units as Unit, with no ','. ParseUnits reads them, with Unit, from the unit= syntax.
+	Units map[string]string
 	// Min and Max, when not nil, fix the bottom and the top of the y-range (min=, max=).
 	// They must be finite, and Min below Max when both are set.
 	Min, Max *float64
@@ -134,11 +164,99 @@ type Page struct {
 	Window time.Duration
 }
 
+// MaxUnits is the most series Page.Units may name.
+const MaxUnits = 64
+
+// ParseUnits reads the unit= syntax of the live graph page (and of `filering serve
+// --unit`): either one unit for every series ("°C"), or, when spec holds a ':', a
+// comma-separated list of SERIES:UNIT entries, with at most one entry that is a unit
+// alone, the unit of the series not named ("temp:°C,hum:%" or "°C,hum:%"). Spaces
+// around names, units and entries are dropped in the list form. It returns the unit
+// for every series (Page.Unit) and the units by series (Page.Units, nil when none), or
+// an error saying which entry is wrong.
+func ParseUnits(spec string) (unit string, units map[string]string, err error) {
+	if !strings.Contains(spec, ":") {
+		if err := checkUnit(spec); err != nil {
+			return "", nil, fmt.Errorf("unit %q: %v", spec, err)
+		}
+		return spec, nil, nil
+	}
+	def := false
+	for _, item := range strings.Split(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, u, named := strings.Cut(item, ":")
+		name, u = strings.TrimSpace(name), strings.TrimSpace(u)
+		switch {
+		case !named && def:
+			return "", nil, fmt.Errorf("unit %q: two units for the series not named (%q and %q)", spec, unit, item)
+		case !named:
+			if err := checkUnit(item); err != nil {
+				return "", nil, fmt.Errorf("unit %q: %q: %v", spec, item, err)
+			}
+			unit, def = item, true
+			continue
+		case name == "":
+			return "", nil, fmt.Errorf("unit %q: entry %q names no series", spec, item)
+		}
+		if units == nil {
+			units = map[string]string{}
+		}
+		if _, dup := units[name]; dup {
+			return "", nil, fmt.Errorf("unit %q: series %q twice", spec, name)
+		}
+		if len(units) == MaxUnits {
+			return "", nil, fmt.Errorf("unit %q: more than %d series", spec, MaxUnits)
+		}
+		if err := checkSeriesUnit(name, u); err != nil {
+			return "", nil, fmt.Errorf("unit %q: %v", spec, err)
+		}
+		units[name] = u
+	}
+	return unit, units, nil
+}
+
+// checkUnit reports what is wrong with one unit.
+func checkUnit(u string) error {
+	if len(u) > 32 || !utf8.ValidString(u) {
+		return errors.New("want at most 32 bytes of UTF-8")
+	}
+	return nil
+}
+
+// checkSeriesUnit reports what is wrong with the unit u of the series name.
+func checkSeriesUnit(name, u string) error {
+	if name == "" || len(name) > 128 || !utf8.ValidString(name) || strings.ContainsAny(name, ",:") {
+		return fmt.Errorf("series name %q: want 1 to 128 bytes of UTF-8 without ',' or ':'", name)
+	}
+	if err := checkUnit(u); err != nil {
+		return fmt.Errorf("unit %q of series %q: %v", u, name, err)
+	}
+	if strings.Contains(u, ",") {
+		return fmt.Errorf("unit %q of series %q: must not hold ','", u, name)
+	}
+	return nil
+}
+
 // check reports what is wrong with p.
 func (p Page) check() error {
+	if len(p.Title) > 128 || !utf8.ValidString(p.Title) {
+		return fmt.Errorf("serve: page title %q: want at most 128 bytes of UTF-8", p.Title)
+	}
+	if err := checkUnit(p.Unit); err != nil {
+		return fmt.Errorf("serve: page unit %q: %v", p.Unit, err)
+	}
+	if len(p.Units) > MaxUnits {
+		return fmt.Errorf("serve: page units: %d series, want at most %d", len(p.Units), MaxUnits)
+	}
+	for name, u := range p.Units {
+		if err := checkSeriesUnit(name, u); err != nil {
+			return fmt.Errorf("serve: page units: %v", err)
+		}
+	}
 	switch {
-	case len(p.Unit) > 32 || !utf8.ValidString(p.Unit):
-		return fmt.Errorf("serve: page unit %q: want at most 32 bytes of UTF-8", p.Unit)
 	case p.Min != nil && (math.IsNaN(*p.Min) || math.IsInf(*p.Min, 0)):
 		return fmt.Errorf("serve: page min %v: want a finite number", *p.Min)
 	case p.Max != nil && (math.IsNaN(*p.Max) || math.IsInf(*p.Max, 0)):
@@ -152,12 +270,18 @@ func (p Page) check() error {
 }
 
 // script returns the script that gives the page its defaults: window.FILERING_PAGE,
-// with the members the page reads (unit, min, max, window in seconds), or nothing when
-// p is the zero value.
+// with the members the page reads (title, unit, units, min, max, window in seconds), or
+// nothing when p is the zero value.
 func (p Page) script() []byte {
 	cfg := map[string]any{}
+	if p.Title != "" {
+		cfg["title"] = p.Title
+	}
 	if p.Unit != "" {
 		cfg["unit"] = p.Unit
+	}
+	if len(p.Units) > 0 {
+		cfg["units"] = p.Units
 	}
 	if p.Min != nil {
 		cfg["min"] = *p.Min
@@ -199,16 +323,7 @@ type Server struct {
 // symbolic link, a directory it may not read. The caller runs the hub (Run or Serve) and
 // calls Close when done.
 func New(dir string, opts Options) (*Server, error) {
-	if opts.Buffer == 0 {
-		opts.Buffer = DefaultBuffer
-	}
-	if opts.Buffer < 1 || opts.Buffer > MaxBuffer {
-		return nil, fmt.Errorf("serve: Buffer %d: want 1 to %d", opts.Buffer, MaxBuffer)
-	}
-	if opts.Stale < 0 {
-		return nil, fmt.Errorf("serve: Stale %v: must not be negative", opts.Stale)
-	}
-	if err := opts.Page.check(); err != nil {
+	if err := opts.check(DefaultBuffer); err != nil {
 		return nil, err
 	}
 	s := newServer(dir, opts.Buffer)
@@ -280,14 +395,23 @@ func (s *Server) Run(ctx context.Context) {
 // long polls end when it is done. When serving fails (ln fails), it returns that error.
 // Serve calls Run: call one or the other, once. Call Close after Serve returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hubCtx, stopHub := context.WithCancel(ctx)
-	hubDone := make(chan struct{})
+	return serveHTTP(ctx, ln, s, s.Run)
+}
+
+// serveHTTP answers HTTP requests on ln with h, with run running in a goroutine of its
+// own, until ctx is done; then it shuts the HTTP server down, gives the requests running
+// two seconds to end, stops run (cancelling its context) and waits for it, and returns
+// nil. It closes ln. Requests' contexts derive from ctx. When serving fails, it returns
+// that error, after stopping run.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, run func(context.Context)) error {
+	runCtx, stopRun := context.WithCancel(ctx)
+	runDone := make(chan struct{})
 	go func() {
-		defer close(hubDone)
-		s.Run(hubCtx)
+		defer close(runDone)
+		run(runCtx)
 	}()
-	defer func() { stopHub(); <-hubDone }()
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	defer func() { stopRun(); <-runDone }()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

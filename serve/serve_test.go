@@ -375,3 +375,24 @@ func TestServe_IDsAtTopOfRange(t *testing.T) {
 		t.Errorf("Last-Event-ID 2^64: %d; want 400", resp.StatusCode)
 	}
 }
+
+// TestServe_EventsFreshHub: an event stream that starts with the last N records right
+// after the Server starts, before its hub has read the ring, gets those records, not
+// every record from sequence 1.
+func TestServe_EventsFreshHub(t *testing.T) {
+	dir := ringtest.Dir(t)
+	w, err := publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := 0; i < 500; i++ {
+		w.Append([]byte(strconv.Itoa(i)))
+	}
+	for range 5 {
+		base, _ := startServer(t, dir, nil)
+		if ids := sse(t, base+"/events?last=2", "", 2); fmt.Sprint(ids) != "[499 500]" {
+			t.Fatalf("/events?last=2 at the start: %v, want [499 500]", ids)
+		}
+	}
+}

@@ -3,12 +3,15 @@
 
     python3 sse.py /run/ring/sensor --port 8001      # then open http://127.0.0.1:8001/
 
-Routes:
-    /          the live graph page (index.html), told to use the event stream
+Routes, as `filering serve` has them:
+    /          the live graph page (index.html), told to use the event stream, with the
+               defaults --unit, --min, --max and --window give (as `filering serve`'s)
     /events    the records as Server-Sent Events (text/event-stream), as they are appended:
                after Last-Event-ID (the header EventSource sends when it reconnects) or
                ?after=SEQ; or the last N records first with ?last=N; else new ones only
     /records   the JSON endpoint of ringweb.py (last=, after=, wait=)
+    /healthz   {"ok": true, ...}, or 503 and why not (--stale: the newest record too old)
+    /metrics   the ring in the Prometheus text format, filering_clients the open streams
 
 Each record is one event, its id the sequence number:
 
@@ -147,14 +150,22 @@ async def reply(writer, status, content_type, body, head_only=False):
     await writer.drain()
 
 
-def page():
-    """page returns index.html, told to read the event stream at "events"."""
+def page(defaults=None):
+    """page returns index.html, told to read the event stream at "events", with defaults
+    (ringweb.page_defaults)."""
     with open(INDEX, "rb") as f:
-        html = f.read()
-    return html.replace(b"<script>", b'<script>window.FILERING_EVENTS = "events";</script>\n<script>', 1)
+        return ringweb.page(f.read(), defaults, events=True)
 
 
-async def handle(ring, reader, writer):
+class Options(object):
+    """What a server serves: the ring, the page's defaults, /healthz's stale (seconds or
+    None), and the count of event streams open."""
+
+    def __init__(self, ring, page=None, stale=None):
+        self.ring, self.page, self.stale, self.streams = ring, page, stale, 0
+
+
+async def handle(opts, reader, writer):
     try:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
@@ -176,13 +187,18 @@ async def handle(ring, reader, writer):
         if method not in ("GET", "HEAD"):
             await reply(writer, "405 Method Not Allowed", "text/plain", b"use GET\n")
         elif url.path == "/events":
-            await stream(filering.open(ring), reader, writer, headers, query)
-        elif url.path == "/records":
+            opts.streams += 1
+            try:
+                await stream(filering.open(opts.ring), reader, writer, headers, query)
+            finally:
+                opts.streams -= 1
+        elif url.path in ("/records", "/healthz", "/metrics"):
             loop = asyncio.get_running_loop()
-            status, hdrs, body = await loop.run_in_executor(None, ringweb.respond, ring, url.query, method)
+            status, hdrs, body = await loop.run_in_executor(
+                None, ringweb.route, opts.ring, url.path, url.query, method, opts.stale, opts.streams)
             await reply(writer, status, dict(hdrs)["Content-Type"], body)
         elif url.path in ("/", "/index.html"):
-            await reply(writer, "200 OK", "text/html; charset=utf-8", page(), method == "HEAD")
+            await reply(writer, "200 OK", "text/html; charset=utf-8", page(opts.page), method == "HEAD")
         else:
             await reply(writer, "404 Not Found", "text/plain", b"not found\n")
     except ConnectionError:
@@ -191,10 +207,11 @@ async def handle(ring, reader, writer):
         writer.close()
 
 
-async def serve(ring, host, port, ready=None):
-    server = await asyncio.start_server(lambda r, w: handle(ring, r, w), host, port, limit=MAX_HEAD)
+async def serve(opts, host, port):
+    """serve answers HTTP on host and port with opts (Options), forever."""
+    server = await asyncio.start_server(lambda r, w: handle(opts, r, w), host, port, limit=MAX_HEAD)
     addr = server.sockets[0].getsockname()
-    sys.stderr.write("serving %s on http://%s:%d/ (events at /events)\n" % (ring, addr[0], addr[1]))
+    sys.stderr.write("serving %s on http://%s:%d/ (events at /events)\n" % (opts.ring, addr[0], addr[1]))
     sys.stderr.flush()
     async with server:
         await server.serve_forever()
@@ -205,9 +222,11 @@ def main(argv=None):
     ap.add_argument("ring", nargs="?", default=os.environ.get("FILERING_RING") or ringweb.DEFAULT_RING, help="ring directory (default: $FILERING_RING or %s)" % ringweb.DEFAULT_RING)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8001, help="port (default 8001)")
+    ringweb.add_page_options(ap)
     args = ap.parse_args(argv)
+    page_defaults, stale = ringweb.page_options(ap, args)
     try:
-        asyncio.run(serve(args.ring, args.host, args.port))
+        asyncio.run(serve(Options(args.ring, page_defaults, stale), args.host, args.port))
     except KeyboardInterrupt:
         pass
     return 0

@@ -275,10 +275,125 @@ class TestRespond(RingCase):
         self.assertEqual(doc["error"], "RuntimeError: boom")
 
 
+def hold_lock(test, ring):
+    """hold_lock starts a process that holds the ring's producer lock, as a running
+    producer does, until the test ends, and returns its pid. (A lock of this process
+    would go with the first descriptor of the file it closes: POSIX locks do that.)"""
+    code = ("import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "os.write(fd, b'%d\\n' % os.getpid())\n"
+            "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, os.path.join(ring, "lock")], stdout=subprocess.PIPE)
+    test.addCleanup(proc.stdout.close)
+    test.addCleanup(proc.wait)
+    test.addCleanup(proc.kill)
+    test.assertEqual(proc.stdout.readline(), b"locked\n")
+    return proc.pid
+
+
+def parse_metrics(test, text):
+    """parse_metrics checks the text exposition format as Prometheus reads it (HELP and
+    TYPE before each metric's samples) and returns {name: (labels, value)}."""
+    samples, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line[len("# TYPE "):].split(" ")
+            test.assertIn(kind, ("gauge", "counter"))
+            typed.add(name)
+        elif line.startswith("# HELP "):
+            test.assertTrue(line.split(" ", 3)[3])
+        else:
+            series, value = line.rsplit(" ", 1)
+            name, _, labels = series.partition("{")
+            test.assertIn(name, typed, line)
+            test.assertNotIn(name, samples)
+            samples[name] = ("{" + labels, float(value))
+    return samples
+
+
+class TestEndpoints(RingCase):
+    def test_Healthz(self):
+        write_ring(self.ring, [b"1", b"2"])
+        status, headers, body = ringweb.route(self.ring, "/healthz", "")
+        doc = json.loads(body)
+        self.assertEqual((status, doc["ok"], doc["reason"], dict(headers)["Retry-After"]), ("503 Service Unavailable", False, "no producer holds the ring", "1"))
+        pid = hold_lock(self, self.ring)
+        status, _, body = ringweb.route(self.ring, "/healthz", "")
+        self.assertEqual((status, json.loads(body)),
+                         ("200 OK", {"ok": True, "last_seq": 2, "records": 2, "producer_pid": pid, "clients": 0}))
+        # The records were written at T0, long ago.
+        status, _, body = ringweb.route(self.ring, "/healthz", "", stale=5)
+        self.assertEqual(status, "503 Service Unavailable")
+        self.assertIn("newest record is", json.loads(body)["reason"])
+        missing = os.path.join(self.ring, "missing")
+        status, _, body = ringweb.route(missing, "/healthz", "", "HEAD")
+        self.assertEqual((status, body), ("503 Service Unavailable", b""))
+        self.assertEqual(ringweb.health(missing)[1]["reason"], "no ring at " + missing)
+        status, _, _ = ringweb.route(self.ring, "/healthz", "", "POST")
+        self.assertEqual(status, "405 Method Not Allowed")
+        self.assertIsNone(ringweb.route(self.ring, "/other", ""))
+
+    def test_Metrics(self):
+        write_ring(self.ring, [b"1", b"2", b"3"])
+        hold_lock(self, self.ring)
+        status, headers, body = ringweb.route(self.ring, "/metrics", "", clients=2)
+        self.assertEqual((status, dict(headers)["Content-Type"]), ("200 OK", "text/plain; version=0.0.4; charset=utf-8"))
+        m = parse_metrics(self, body.decode("utf-8"))
+        label = '{ring="%s"}' % self.ring
+        self.assertEqual(m, {
+            "filering_ring_present": (label, 1), "filering_records": (label, 3), "filering_last_sequence": (label, 3),
+            "filering_last_record_timestamp_seconds": (label, (T0 + 3) / 1e9), "filering_producer_up": (label, 1),
+            "filering_clients": (label, 2),
+        })
+        self.assertIn("filering_last_record_timestamp_seconds%s %d.%09d\n" % (label, (T0 + 3) // 10**9, (T0 + 3) % 10**9), body.decode())
+        m = parse_metrics(self, ringweb.metrics(os.path.join(self.ring, 'mis"sing')))
+        self.assertEqual(m["filering_ring_present"], ('{ring="%s"}' % os.path.join(self.ring, 'mis\\"sing'), 0))
+        self.assertNotIn("filering_last_record_timestamp_seconds", m)
+
+    def test_ParseUnits(self):
+        for spec, want in [
+            ("", ("", {})),
+            ("°C", ("°C", {})),
+            ("m/s, km", ("m/s, km", {})),
+            ("temp:°C,hum:%", ("", {"temp": "°C", "hum": "%"})),
+            ("°C, hum : % ", ("°C", {"hum": "%"})),
+            ("#1:V,,#2:A", ("", {"#1": "V", "#2": "A"})),
+            ("t:h:m", ("", {"t": "h:m"})),
+        ]:
+            self.assertEqual(ringweb.parse_units(spec), want, spec)
+        for spec in (":°C", "°C,K,a:b", "a:x,a:y", "u" * 33, "a:" + "u" * 33):
+            with self.assertRaises(ValueError, msg=spec):
+                ringweb.parse_units(spec)
+
+    def test_PageDefaults(self):
+        cfg = ringweb.page_defaults("°C,hum:%", 0, 50, ringweb.parse_window("5m"))
+        self.assertEqual(cfg, {"unit": "°C", "units": {"hum": "%"}, "min": 0, "max": 50, "window": 300.0})
+        html = ringweb.page(b"<p><script>x</script>", dict(cfg, title="</script>"), events=True).decode("utf-8")
+        head, _, rest = html.partition("<script>x")
+        self.assertEqual(rest, "</script>")
+        self.assertEqual(head.count("</script>"), 2)
+        script = head.split("window.FILERING_PAGE = ", 1)[1].split(";</script>")[0]
+        self.assertEqual(json.loads(script), dict(cfg, title="</script>"))
+        self.assertIn('window.FILERING_EVENTS = "events"', head)
+        self.assertEqual(ringweb.page(b"<script>", {}), b"<script>")
+        for args in (("", 5, 1), ("", float("nan")), ("", None, None, -1)):
+            with self.assertRaises(ValueError, msg=args):
+                ringweb.page_defaults(*args)
+        for text, want in (("90", 90), ("90s", 90), ("500ms", 0.5), ("5m", 300), ("5min", 300), ("2h", 7200), ("1d", 86400), ("1.5h", 5400)):
+            self.assertEqual(ringweb.parse_window(text), want, text)
+        for text in ("", "x", "1.", "-1s", "5 weeks"):
+            with self.assertRaises(ValueError, msg=text):
+                ringweb.parse_window(text)
+
+
 class TestCGI(RingCase):
-    def run_cgi(self, query, ring=None, method="GET"):
+    def run_cgi(self, query, ring=None, method="GET", path_info=None):
         env = dict(os.environ, QUERY_STRING=query, REQUEST_METHOD=method, FILERING_RING=ring or self.ring,
                    GATEWAY_INTERFACE="CGI/1.1")
+        if path_info is not None:
+            env["PATH_INFO"] = path_info
         p = subprocess.run([GRAPH_CGI], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stderr, b"")
@@ -294,6 +409,19 @@ class TestCGI(RingCase):
         self.assertEqual(int(headers["Content-Length"]), len(body))
         doc = json.loads(body)
         self.assertEqual(doc, {"records": [{"seq": 9, "time_ns": T0 + 9, "value": 9.0}, {"seq": 10, "time_ns": T0 + 10, "value": 10.0}], "last_seq": 10})
+
+    def test_PathInfo(self):
+        write_ring(self.ring, [b"1", b"2"])
+        status, _, body = self.run_cgi("last=1", path_info="/records")
+        self.assertEqual((status, json.loads(body)["last_seq"]), ("Status: 200 OK", 2))
+        status, headers, body = self.run_cgi("", path_info="/metrics")
+        self.assertEqual((status, headers["Content-Type"]), ("Status: 200 OK", ringweb.METRICS_CONTENT_TYPE))
+        self.assertEqual(parse_metrics(self, body.decode())["filering_records"][1], 2)
+        status, _, body = self.run_cgi("", path_info="/healthz")
+        self.assertEqual((status, json.loads(body)["reason"]), ("Status: 503 Service Unavailable", "no producer holds the ring"))
+        status, _, body = self.run_cgi("", path_info="/nothing")
+        self.assertEqual(status, "Status: 404 Not Found")
+        self.assertIn("/nothing", json.loads(body)["error"])
 
     def test_LongPoll(self):
         ring = HotRing(self.ring, [b"1"])
@@ -372,12 +500,31 @@ class TestWSGI(RingCase):
         self.assertEqual(json.loads(body)["records"][0]["seq"], 2)
         status, _, _ = self.call("/nothing")
         self.assertEqual(status, "404 Not Found")
+        status, headers, body = self.call("/metrics")
+        self.assertEqual((status, headers["Content-Type"]), ("200 OK", ringweb.METRICS_CONTENT_TYPE))
+        self.assertEqual(parse_metrics(self, body.decode())["filering_last_sequence"][1], 2)
+        status, _, body = self.call("/healthz")
+        self.assertEqual((status, json.loads(body)["ok"]), ("503 Service Unavailable", False))
+
+    def test_PageDefaults(self):
+        page = ringweb.page_defaults("temp:°C", 0, 40)
+        environ = {"PATH_INFO": "/", "QUERY_STRING": ""}
+        setup_testing_defaults(environ)
+        body = b"".join(app.make_wsgi_app(self.ring, page)(environ, lambda status, headers: None)).decode("utf-8")
+        self.assertIn('window.FILERING_PAGE = {"units":{"temp":"°C"},"min":0,"max":40};', body)
+        self.assertEqual(app.env_options({"FILERING_UNIT": "°C,hum:%", "FILERING_WINDOW": "90s", "FILERING_STALE": "5"}),
+                         ({"unit": "°C", "units": {"hum": "%"}, "window": 90.0}, 5.0))
+        for env, name in (({"FILERING_MIN": "x"}, "FILERING_MIN"), ({"FILERING_WINDOW": "soon"}, "FILERING_WINDOW"),
+                          ({"FILERING_MIN": "5", "FILERING_MAX": "1"}, "FILERING_MIN")):
+            with self.assertRaisesRegex(ValueError, name):
+                app.env_options(env)
 
     def test_Server(self):
         # The real server, with a long poll held open while other requests are served.
         ring = HotRing(self.ring, [b"1"])
         port = free_port()
-        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "app.py"), self.ring, "--port", str(port), "--quiet"],
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "app.py"), self.ring, "--port", str(port), "--quiet",
+                                 "--unit", "°C", "--window", "5m"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.addCleanup(proc.stderr.close)
         self.addCleanup(proc.wait)
@@ -395,11 +542,22 @@ class TestWSGI(RingCase):
         status, _, body = get(base + "/")
         self.assertEqual(status, 200)
         self.assertIn(b"<canvas", body)
+        self.assertIn('window.FILERING_PAGE = {"unit":"°C","window":300.0};'.encode("utf-8"), body)
+        status, _, body = get(base + "/metrics")
+        self.assertEqual((status, parse_metrics(self, body.decode())["filering_last_sequence"][1]), (200, 1))
         ring.append(b"2.5")
         poller.join(10)
         self.assertFalse(poller.is_alive())
         status, _, body = result["got"]
         self.assertEqual(json.loads(body)["records"], [{"seq": 2, "time_ns": T0 + 2, "value": 2.5}])
+
+
+    def test_BadOptions(self):
+        for args, want in ((["--min", "5", "--max", "1"], "min below max"), (["--unit", "a:x,a:y"], "twice"), (["--window", "soon"], "window")):
+            p = subprocess.run([sys.executable, os.path.join(HERE, "app.py"), self.ring] + args, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(want, p.stderr.decode("utf-8"))
 
 
 @unittest.skipUnless(hasattr(__import__("http.server").server, "CGIHTTPRequestHandler"), "http.server has no CGI support")
@@ -467,6 +625,9 @@ class TestFlask(RingCase):
         self.assertEqual(resp.get_json()["records"][0]["seq"], 2)
         self.assertEqual(client.get("/records?last=-1").status_code, 400)
         self.assertIn(b"fileringStats", client.get("/").data)
+        resp = client.get("/metrics")
+        self.assertEqual((resp.status_code, resp.headers["Content-Type"]), (200, ringweb.METRICS_CONTENT_TYPE))
+        self.assertEqual(client.get("/healthz").status_code, 503)
 
     def test_FlaskRun(self):
         # The command README.md gives, as written.
@@ -517,9 +678,9 @@ class SSEClient(object):
 
 
 class TestSSE(RingCase):
-    def start(self):
+    def start(self, *args):
         port = free_port()
-        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "sse.py"), self.ring, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "sse.py"), self.ring, "--port", str(port)] + list(args),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.addCleanup(proc.stderr.close)
         self.addCleanup(proc.wait)
@@ -579,12 +740,22 @@ class TestSSE(RingCase):
 
     def test_PageAndRecords(self):
         write_ring(self.ring, [b"1", b"2"])
-        port = self.start()
+        pid = hold_lock(self, self.ring)
+        port = self.start("--unit", "temp:°C,hum:%", "--min", "0", "--max", "50")
         status, _, body = get("http://127.0.0.1:%d/" % port)
         self.assertEqual(status, 200)
         self.assertIn(b'window.FILERING_EVENTS = "events"', body)
+        self.assertIn('window.FILERING_PAGE = {"units":{"temp":"°C","hum":"%"},"min":0.0,"max":50.0};'.encode("utf-8"), body)
         status, _, body = get("http://127.0.0.1:%d/records?last=1" % port)
         self.assertEqual((status, json.loads(body)["last_seq"]), (200, 2))
+        status, _, body = get("http://127.0.0.1:%d/healthz" % port)
+        self.assertEqual((status, json.loads(body)["producer_pid"]), (200, pid))
+        # filering_clients counts the event streams open.
+        c = self.client(port, "/events?last=1")
+        self.assertEqual(c.event()["id"], "2")
+        status, _, body = get("http://127.0.0.1:%d/metrics" % port)
+        m = parse_metrics(self, body.decode("utf-8"))
+        self.assertEqual((status, m["filering_clients"][1], m["filering_records"][1]), (200, 1, 2))
 
 
 if __name__ == "__main__":
