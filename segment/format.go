@@ -243,7 +243,7 @@ func PutRecord(b []byte, off int, seq uint64, t int64, payload []byte) int {
 	le.PutUint64(r[8:], seq)
 	le.PutUint64(r[16:], uint64(t))
 	copy(r[RecordHeaderSize:], payload)
-	crc := crc32.Update(0, crcTable, r[8:])
+	crc := recordCRC(b, off+8, end)
 	store64(b, off, uint64(len(r))|uint64(crc)<<32)
 	return off + RecordSpan(len(payload))
 }

@@ -152,14 +152,16 @@ func (s *Scanner) read(w uint64) error {
 		s.next++
 		return nil
 	}
+	// The record is copied after 8 zero bytes, which recordCRC uses to check it
+	// faster. The buffer's first 8 bytes are never written.
 	n := size - 8
-	if cap(s.buf) < n {
-		s.buf = make([]byte, n, max(n, 2*cap(s.buf)))
+	if cap(s.buf) < 8+n {
+		s.buf = make([]byte, 8+n, max(8+n, 2*cap(s.buf)))
 	}
-	body := s.buf[:n]
+	body := s.buf[8 : 8+n]
 	copy(body, s.b[s.off+8:s.off+size])
 	s.copied++
-	if got := crc32.Update(0, crcTable, body); got != crc {
+	if got := recordCRC(s.buf, 8, 8+n); got != crc {
 		return fmt.Errorf("%w: computed %08x, stored %08x", ErrChecksum, got, crc)
 	}
 	seq := binary.LittleEndian.Uint64(body)
