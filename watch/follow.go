@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -114,7 +115,7 @@ func (f *Follower) OnLoss(fn func(Loss)) { f.onLoss = fn }
 // not exist yet, it waits for it and expects every record from sequence max(sel.From, 1)
 // on.
 func (r *Ring) Follow(sel Selection) (*Follower, error) {
-	f := &Follower{r: r, wake: newWaker(r.dir.Path()), next: sel.From}
+	f := &Follower{r: r, wake: newWaker(r.dir.Path(), true), next: sel.From}
 	snap, err := r.Snapshot(sel)
 	switch {
 	case errors.Is(err, ErrNoRing):
@@ -189,6 +190,9 @@ func (f *Follower) Next(ctx context.Context) bool {
 		if f.spinFor(ctx) {
 			continue
 		}
+		if f.wake.watchFile(f.hotFile()) {
+			continue // look once more, now that a change will wake the follower
+		}
 		manifest, err := f.wake.wait(ctx)
 		f.spinEnd = time.Time{}
 		if err != nil {
@@ -239,6 +243,15 @@ func (f *Follower) spinFor(ctx context.Context) bool {
 			return false
 		}
 	}
+}
+
+// hotFile returns the file of the segment the follower reads while it may yet grow, for
+// the waker to watch directly, or nil.
+func (f *Follower) hotFile() *os.File {
+	if f.cur == nil || f.curDone {
+		return nil
+	}
+	return f.cur.f
 }
 
 // endSnapshot moves from the snapshot to following: the next record expected is the one
@@ -458,7 +471,7 @@ func (f *Follower) reopen() error {
 	}
 	f.r, f.owned = nr, true
 	f.wake.close()
-	f.wake = newWaker(nr.dir.Path())
+	f.wake = newWaker(nr.dir.Path(), true)
 	f.startOver()
 	return nil
 }

@@ -338,3 +338,49 @@ func TestFollower_Spin(t *testing.T) {
 		t.Fatalf("Spin(0): the record came without a poll (%d events with inotify off)", k.events)
 	}
 }
+
+// TestFollower_DirectWatch checks that a follower waiting at the end of the hot segment
+// is woken by its own watch of that segment, not by a poll: each record appended while
+// it waits is delivered with an event and no poll, and the watch follows the follower to
+// the next segment after a roll. Without the direct watch (noDirect), fsnotify's events
+// wake it as before.
+func TestFollower_DirectWatch(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			noDirect = !direct
+			defer func() { noDirect = false }()
+			dir := ringtest.Dir(t)
+			w, err := publish.Open(dir, publish.Options{SegmentSize: 16 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			f, err := openRing(t, dir).Follow(Selection{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			per := (16<<10 - segment.HeaderSize) / segment.RecordSpan(3)
+			for seq := uint64(1); seq <= uint64(per)+20; seq++ {
+				if seq%100 == 1 || seq > uint64(per) {
+					go func() {
+						time.Sleep(2 * time.Millisecond) // the follower waits by then, mostly
+						if _, err := w.Append([]byte(fmt.Sprint(seq))); err != nil {
+							t.Error(err)
+						}
+					}()
+				} else if _, err := w.Append([]byte(fmt.Sprint(seq))); err != nil {
+					t.Fatal(err)
+				}
+				expectRecords(t, f, seq, seq)
+			}
+			k := f.wake
+			if k.polls != 0 || k.events == 0 {
+				t.Fatalf("%d polls, %d events: want events only", k.polls, k.events)
+			}
+			if direct != (k.wd >= 0 && k.in != nil && k.seg > 0) {
+				t.Fatalf("direct %v, but the waker's watch is %d and woke it %d times", direct, k.wd, k.seg)
+			}
+		})
+	}
+}

@@ -115,7 +115,7 @@ func lookup(es []segment.Entry, num uint64) *segment.Entry {
 // ctx is done.
 func (t *Taker) Wait(ctx context.Context) error {
 	if t.wake == nil {
-		t.wake = newWaker(t.r.dir.Path())
+		t.wake = newWaker(t.r.dir.Path(), false)
 	}
 	_, err := t.wake.wait(ctx)
 	return err

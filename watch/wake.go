@@ -2,10 +2,16 @@ package watch
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 
 	"github.com/filering/filering/segment"
 )
@@ -23,18 +29,48 @@ const (
 // directory, or the poll timer. Events are hints; the timer makes sure that a missed
 // event can never stall a reader. The waker owns the fsnotify watcher and its goroutine;
 // close stops them.
+//
+// A follower's waker also watches the segment it reads, directly (watchFile): an inotify
+// instance of its own, whose descriptor the follower's goroutine reads itself, in Go's
+// poller, as it would a pipe. A record's wake-up write then wakes the follower in one
+// step. Through fsnotify alone it takes two: fsnotify's goroutine reads the event and
+// hands it over a channel to the follower's, which on a machine with more than one CPU
+// often means waking a second thread (docs/BENCHMARKS.md, "Wake latency"). fsnotify
+// still watches the directory, for the manifest and the segments coming and going: its
+// events are passed on by a goroutine of the waker's (forward), which interrupts the
+// follower's read.
 type waker struct {
 	w        *fsnotify.Watcher // nil when inotify is unavailable
 	timer    *time.Timer
 	fastTill time.Time
-	// Stats, for tests and reports.
-	events, overflows, polls int
+	// Stats, for tests and reports: seg counts the events of the direct watch.
+	events, overflows, polls, seg int
+
+	// The direct watch; in is nil without one.
+	in      *os.File    // the waker's own inotify instance, non-blocking
+	wd      int         // its watch of the followed segment, -1 when none
+	watched *os.File    // the segment watched, or being looked at for one
+	direct  atomic.Bool // wd is a watch: fsnotify's write events are the same events
+	flags   atomic.Uint32
+	stop    chan struct{} // closed by close: forward returns
+	done    chan struct{} // closed when forward has returned
+	buf     [4096]byte
 }
 
+// What forward has passed on since the last wait, in waker.flags.
+const (
+	flagEvent    = 1 << iota // an event on the directory
+	flagManifest             // one that may mean a new manifest
+	flagOverflow             // fsnotify's queue overflowed, or it failed
+	flagClosed               // fsnotify's watcher stopped
+)
+
 // newWaker watches dir. When inotify is unavailable (no instances or watches left, or
-// an unsupported file system) it falls back to polling fast.
-func newWaker(dir string) *waker {
-	k := &waker{timer: time.NewTimer(time.Hour)}
+// an unsupported file system) it falls back to polling fast. With direct set, it can
+// also watch a segment directly (watchFile); without an inotify instance to spare for
+// that, it does without.
+func newWaker(dir string, direct bool) *waker {
+	k := &waker{timer: time.NewTimer(time.Hour), wd: -1}
 	k.timer.Stop()
 	if noInotify {
 		k.fastTill = farFuture
@@ -51,13 +87,21 @@ func newWaker(dir string) *waker {
 		return k
 	}
 	k.w = w
+	if direct && !noDirect {
+		if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
+			k.in = os.NewFile(uintptr(fd), "inotify")
+			k.stop, k.done = make(chan struct{}), make(chan struct{})
+			go k.forward()
+		}
+	}
 	return k
 }
 
 var farFuture = time.Unix(1<<62, 0)
 
-// noInotify forces the polling fallback; tests set it.
-var noInotify = false
+// noInotify forces the polling fallback; tests set it. noDirect leaves out the direct
+// watch of segments.
+var noInotify, noDirect = false, false
 
 func (k *waker) interval() time.Duration {
 	if time.Now().Before(k.fastTill) {
@@ -66,10 +110,18 @@ func (k *waker) interval() time.Duration {
 	return PollInterval
 }
 
+// isManifest reports whether ev may mean a new manifest.
+func isManifest(ev fsnotify.Event) bool {
+	return filepath.Base(ev.Name) == segment.ManifestName || ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0
+}
+
 // wait blocks until an event arrives, the poll interval passes or ctx is done. It
 // reports whether the manifest may have changed (an event naming it, an overflow, or a
 // poll), which is when a follower should read the manifest again.
 func (k *waker) wait(ctx context.Context) (manifest bool, err error) {
+	if k.in != nil {
+		return k.waitDirect(ctx)
+	}
 	k.timer.Reset(k.interval())
 	defer k.timer.Stop()
 	var events chan fsnotify.Event
@@ -86,7 +138,7 @@ func (k *waker) wait(ctx context.Context) (manifest bool, err error) {
 			return true, nil
 		}
 		k.events++
-		manifest = filepath.Base(ev.Name) == segment.ManifestName || ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0
+		manifest = isManifest(ev)
 	case _, ok := <-errs:
 		// Queue overflow or any watcher error: rescan everything and poll fast for a while.
 		k.overflows++
@@ -107,7 +159,7 @@ func (k *waker) wait(ctx context.Context) (manifest bool, err error) {
 				return true, nil
 			}
 			k.events++
-			if filepath.Base(ev.Name) == segment.ManifestName {
+			if isManifest(ev) {
 				manifest = true
 			}
 		default:
@@ -116,7 +168,195 @@ func (k *waker) wait(ctx context.Context) (manifest bool, err error) {
 	}
 }
 
+// forward is the direct waker's goroutine: it passes fsnotify's events on the directory
+// to waitDirect, as flags, and interrupts its read. Write events are left out while a
+// segment is watched directly: the producer writes only to the hot segment, which is the
+// one watched. It returns when close closes k.stop, or when fsnotify's watcher stops.
+func (k *waker) forward() {
+	defer close(k.done)
+	for {
+		var f uint32
+		select {
+		case <-k.stop:
+			return
+		case ev, ok := <-k.w.Events:
+			switch {
+			case !ok:
+				f = flagClosed
+			case ev.Op == fsnotify.Write && k.direct.Load():
+				continue
+			case isManifest(ev):
+				f = flagEvent | flagManifest
+			default:
+				f = flagEvent
+			}
+		case _, ok := <-k.w.Errors:
+			f = flagOverflow
+			if !ok {
+				f = flagClosed
+			}
+		}
+		k.flags.Or(f)
+		k.interrupt()
+		if f == flagClosed {
+			return
+		}
+	}
+}
+
+// interrupt ends a read of the direct watch under way, or the next one.
+func (k *waker) interrupt() { interrupt(k.in) }
+
+func interrupt(in *os.File) { in.SetReadDeadline(time.Unix(1, 0)) }
+
+// took turns flags passed on by forward into wait's result.
+func (k *waker) took(f uint32) (manifest bool, err error) {
+	if f&flagEvent != 0 {
+		k.events++
+	}
+	if f&(flagOverflow|flagClosed) != 0 {
+		k.overflows++
+		k.fastTill = time.Now().Add(fastPollFor)
+		if f&flagClosed != 0 {
+			k.fastTill = farFuture
+		}
+		return true, nil
+	}
+	return f&flagManifest != 0, nil
+}
+
+// waitDirect is wait for a waker with a direct watch: it reads the watch's descriptor
+// until an event on the watched segment, an event forward passed on, the poll interval
+// or ctx ends the read.
+func (k *waker) waitDirect(ctx context.Context) (manifest bool, err error) {
+	if f := k.flags.Swap(0); f != 0 {
+		return k.took(f)
+	}
+	k.in.SetReadDeadline(time.Now().Add(k.interval()))
+	// forward sets its flags before it interrupts: flags set before the deadline above
+	// are seen here, and an interruption after it ends the read below.
+	if f := k.flags.Swap(0); f != 0 {
+		return k.took(f)
+	}
+	if ctx.Done() != nil {
+		in := k.in // closeDirect may clear k.in while the function runs
+		stop := context.AfterFunc(ctx, func() { interrupt(in) })
+		defer stop()
+	}
+	for {
+		n, rerr := k.in.Read(k.buf[:])
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		f := k.flags.Swap(0)
+		if n > 0 {
+			mine, m := k.parse(k.buf[:n])
+			if !mine && f == 0 {
+				continue // events of a watch no longer used
+			}
+			k.seg++
+			if f == 0 {
+				k.events++
+				return m, nil
+			}
+			manifest, err = k.took(f)
+			return manifest || m, err
+		}
+		switch {
+		case f != 0:
+			return k.took(f)
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			k.polls++
+			return true, nil
+		default:
+			// The descriptor failed: wait as a waker without a direct watch does.
+			k.closeDirect()
+			return true, nil
+		}
+	}
+}
+
+// parse reads inotify events of the direct watch. It reports whether any is of the
+// current watch, and whether one may mean that the segment is gone or the queue
+// overflowed, when the manifest should be read again.
+func (k *waker) parse(b []byte) (mine, manifest bool) {
+	for len(b) >= unix.SizeofInotifyEvent {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
+		size := unix.SizeofInotifyEvent + int(ev.Len)
+		if size > len(b) {
+			break
+		}
+		b = b[size:]
+		switch {
+		case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+			k.overflows++
+			k.fastTill = time.Now().Add(fastPollFor)
+			mine, manifest = true, true
+		case int(ev.Wd) != k.wd:
+		case ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0:
+			mine, manifest = true, true
+		default:
+			mine = true
+		}
+	}
+	return mine, manifest
+}
+
+// watchFile watches f, the segment the follower reads, directly; nil watches none. It
+// reports whether it began to watch a file it did not watch before: a change to it
+// before then was not seen, so the follower should look at it once more before it
+// waits. A waker without a direct watch does nothing.
+func (k *waker) watchFile(f *os.File) bool {
+	if k.in == nil || f == k.watched {
+		return false
+	}
+	k.watched = f
+	rc, err := k.in.SyscallConn()
+	if err != nil {
+		return false
+	}
+	added := false
+	rc.Control(func(in uintptr) {
+		if k.wd >= 0 {
+			unix.InotifyRmWatch(int(in), uint32(k.wd))
+			k.wd = -1
+			k.direct.Store(false)
+		}
+		if f == nil {
+			return
+		}
+		sc, err := f.SyscallConn()
+		if err != nil {
+			return
+		}
+		sc.Control(func(fd uintptr) {
+			// The open file, by way of /proc: the path may be renamed by a taker.
+			wd, err := unix.InotifyAddWatch(int(in), "/proc/self/fd/"+strconv.Itoa(int(fd)),
+				unix.IN_MODIFY|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
+			if err == nil {
+				k.wd, added = wd, true
+				k.direct.Store(true)
+			}
+		})
+	})
+	return added
+}
+
+// closeDirect stops the direct watch and forward.
+func (k *waker) closeDirect() {
+	if k.in == nil {
+		return
+	}
+	close(k.stop)
+	k.interrupt()
+	<-k.done
+	k.in.Close()
+	k.in, k.wd, k.watched = nil, -1, nil
+	k.direct.Store(false)
+}
+
 func (k *waker) close() {
+	k.closeDirect()
 	if k.w != nil {
 		k.w.Close()
 	}
