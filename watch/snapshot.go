@@ -368,26 +368,16 @@ func (s *Snapshot) Next() bool {
 				continue
 			}
 			// Nothing passed: the end of the segment, or damage, as next reports it.
-			if s.err = c.Err(); s.err != nil {
+			if s.stopped(c) {
 				return false
 			}
-			if c.interrupted {
-				s.err = s.ctx.Err()
-				return false
-			}
-			s.finish()
 			continue
 		}
 		off := c.Offset()
 		if !c.next(c.NextSeq() >= s.start) {
-			if s.err = c.Err(); s.err != nil {
+			if s.stopped(c) {
 				return false
 			}
-			if c.interrupted {
-				s.err = s.ctx.Err()
-				return false
-			}
-			s.finish()
 			continue
 		}
 		r := c.Record()
@@ -413,6 +403,21 @@ func (s *Snapshot) Next() bool {
 		s.rec = r
 		return true
 	}
+	return false
+}
+
+// stopped settles a cursor that read nothing more: damage, or ctx done while a large
+// record was checked, ends Next (s.err set, and it reports true); the end of the
+// segment finishes it.
+func (s *Snapshot) stopped(c *cursor) bool {
+	if s.err = c.Err(); s.err != nil {
+		return true
+	}
+	if c.interrupted {
+		s.err = s.ctx.Err()
+		return true
+	}
+	s.finish()
 	return false
 }
 

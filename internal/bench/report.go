@@ -126,52 +126,20 @@ type LatencyRow struct {
 	FileringOver float64 `json:"filering_over,omitempty"`
 }
 
-// ratios fills in the FileringOver columns.
+// ratios fills in the FileringOver and OverRaw columns.
 func (rep *Report) ratios() {
-	fileringAlone := map[int]float64{}
-	for _, r := range rep.Alone {
-		if r.Transport == transFilering {
-			fileringAlone[r.Size] = r.RecordsPerSec
-		}
-	}
-	rawAlone := map[int]float64{}
+	var rows []rateRow
 	for i := range rep.Alone {
 		r := &rep.Alone[i]
-		if f, ok := fileringAlone[r.Size]; ok && r.Transport != transFilering && r.RecordsPerSec > 0 {
-			r.FileringOver = f / r.RecordsPerSec
-		}
-		if r.Transport == transRaw {
-			rawAlone[r.Size] = r.RecordsPerSec
-		}
+		rows = append(rows, rateRow{r.Transport, r.Size, r.RecordsPerSec, &r.FileringOver, &r.OverRaw})
 	}
-	for i := range rep.Alone {
-		r := &rep.Alone[i]
-		if raw := rawAlone[r.Size]; raw > 0 && ringTransport(r.Transport) {
-			r.OverRaw = r.RecordsPerSec / raw
-		}
-	}
-	fileringFollow := map[int]float64{}
-	for _, r := range rep.Follow {
-		if r.Transport == transFilering {
-			fileringFollow[r.Size] = r.RecordsPerSec
-		}
-	}
-	rawFollow := map[int]float64{}
+	throughputRatios(rows)
+	rows = rows[:0]
 	for i := range rep.Follow {
 		r := &rep.Follow[i]
-		if f, ok := fileringFollow[r.Size]; ok && r.Transport != transFilering && r.RecordsPerSec > 0 {
-			r.FileringOver = f / r.RecordsPerSec
-		}
-		if r.Transport == transRaw {
-			rawFollow[r.Size] = r.RecordsPerSec
-		}
+		rows = append(rows, rateRow{r.Transport, r.Size, r.RecordsPerSec, &r.FileringOver, &r.OverRaw})
 	}
-	for i := range rep.Follow {
-		r := &rep.Follow[i]
-		if raw := rawFollow[r.Size]; raw > 0 && ringTransport(r.Transport) {
-			r.OverRaw = r.RecordsPerSec / raw
-		}
-	}
+	throughputRatios(rows)
 	if rep.Latency == nil {
 		return
 	}
@@ -185,6 +153,38 @@ func (rep *Report) ratios() {
 		r := &rep.Latency.Transports[i]
 		if f > 0 && r.Transport != transFilering && r.P50 > 0 {
 			r.FileringOver = f / r.P50
+		}
+	}
+}
+
+// rateRow is a throughput result as throughputRatios sees it: where its two ratios go.
+type rateRow struct {
+	transport    string
+	size         int
+	rate         float64
+	fileringOver *float64
+	overRaw      *float64
+}
+
+// throughputRatios sets, for the rows of one measurement, each baseline's FileringOver
+// (filering's rate over the row's, at the same size) and each ring's OverRaw (the row's
+// rate over raw's).
+func throughputRatios(rows []rateRow) {
+	filering, raw := map[int]float64{}, map[int]float64{}
+	for _, r := range rows {
+		switch r.transport {
+		case transFilering:
+			filering[r.size] = r.rate
+		case transRaw:
+			raw[r.size] = r.rate
+		}
+	}
+	for _, r := range rows {
+		if f, ok := filering[r.size]; ok && r.transport != transFilering && r.rate > 0 {
+			*r.fileringOver = f / r.rate
+		}
+		if x := raw[r.size]; x > 0 && ringTransport(r.transport) {
+			*r.overRaw = r.rate / x
 		}
 	}
 }
