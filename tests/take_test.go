@@ -3,6 +3,7 @@ package tests
 import (
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,5 +72,37 @@ func TestTake_CompetingTakers(t *testing.T) {
 	if len(missing) > 0 || len(repeated) > 0 {
 		t.Errorf("of 1..%d, %d records were printed by no taker (first ones: %v) and %d more than once (first ones: %v)",
 			n, len(missing), missing[:min(len(missing), 10)], len(repeated), repeated[:min(len(repeated), 10)])
+	}
+}
+
+// TestTake_FollowBeforeRingExists starts `take --follow` on a directory that does not
+// exist yet: it says once that it waits, and takes every sealed segment once a producer
+// makes the ring; without --follow, the missing ring is an error.
+func TestTake_FollowBeforeRingExists(t *testing.T) {
+	dir := ring(t)
+	if r := run(t, nil, "take", dir); r.code != 1 || !strings.Contains(string(r.stderr), dir) {
+		t.Fatalf("take without --follow on a missing ring: %v, want exit 1 naming it", r)
+	}
+	tk := startProc(t, "take", "--follow", "--format", "json", dir)
+	time.Sleep(200 * time.Millisecond) // let it find the directory missing
+	if tk.exited() {
+		t.Fatalf("take --follow exited before the ring existed: %v, stderr %q", tk.err, tk.stderr.Bytes())
+	}
+	const n = 2000
+	// A clean stop seals the last segment: the taker gets every record.
+	if r := run(t, lines(n), "produce", "--segment-size", "16KiB", "--segments", "64", dir); r.code != 0 || !producerLogOK(r.stderr) {
+		t.Fatalf("produce: %v", r)
+	}
+	tk.waitOutput(20*time.Second, "record 2000", func(out []byte) bool { return lastSeq(out) == n })
+	tk.interrupt()
+	recs, err := parseJSON(tk.stdout.Bytes(), false)
+	if err == nil {
+		err = checkNumbered(recs)
+	}
+	if err != nil || len(recs) != n {
+		t.Fatalf("take printed %d records (%v), want %d", len(recs), err, n)
+	}
+	if got, want := string(tk.stderr.Bytes()), waitingNotice(dir)+"\n"; got != want {
+		t.Errorf("take wrote to stderr %q, want only %q", got, want)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,7 +16,8 @@ func takeCommand() *cli.Command {
 		Usage:     "single-consumer mode: take each sealed segment, print its records, delete it",
 		ArgsUsage: "DIR",
 		Description: "Competing takers share the sealed segments between them: each is printed by exactly one.\n" +
-			"A taker killed while printing a segment leaves it claimed; the next taker prints it again.",
+			"A taker killed while printing a segment leaves it claimed; the next taker prints it again.\n" +
+			"With --follow, a taker started before the ring exists waits for it.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep waiting for newly sealed segments"},
 			&cli.StringFlag{Name: "format", Value: "lines", Usage: "output `FORMAT`: lines, json or raw"},
@@ -36,6 +38,14 @@ func take(c *cli.Context) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	r, err := watch.Open(dir)
+	if errors.Is(err, os.ErrNotExist) && c.Bool("follow") {
+		// As watch does: a taker started before its producer waits for the ring.
+		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
+		r, err = openWhenPresent(ctx, dir)
+		if err != nil {
+			return quiet(ctx, err)
+		}
+	}
 	if err != nil {
 		return err
 	}

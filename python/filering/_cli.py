@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ._errors import Error
 
@@ -588,6 +589,14 @@ def cmd_take(values: "Dict[str, Any]", path: str, out: "BinaryIO") -> int:
     _interruptible()
     output = _Output(out, values["format"])
     damaged = False
+    if values["follow"] and not os.path.lexists(path):
+        # As watch does: a taker started before its producer waits for the ring.
+        _notice("%s: no ring yet; waiting for it to be created" % path)
+        try:
+            while not os.path.lexists(path):
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            return 0
     taker = Taker(path)
     try:
         while True:

@@ -294,6 +294,24 @@ class TestAgainstGo(RingTestCase):
             outs.append((p.returncode, len(out.splitlines()), err.replace(ring.encode(), b"R")))
         self.assertEqual(outs[1], outs[0])
 
+    def test_Take_newRing(self):
+        # take --follow started before the ring exists waits for it, and takes every
+        # sealed segment; the producer's clean stop seals the last.
+        ring = self.path("later-take")
+        outs = []
+        for cmd in ([self.go], [sys.executable, "-m", "filering"]):
+            shutil.rmtree(ring, True)
+            p = subprocess.Popen(cmd + ["take", "--follow", "--format", "json", ring], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(0.5)
+            self.assertIsNone(p.poll(), "take --follow exited before the ring existed")
+            produce(self.go, ring, [b"%d" % i for i in range(300)], "--segment-size", "4KiB", "--segments", "64")
+            time.sleep(1.5)
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=10)
+            outs.append((p.returncode, len(out.splitlines()), err.replace(ring.encode(), b"R")))
+        self.assertEqual(outs[0][1], 300)
+        self.assertEqual(outs[1], outs[0])
+
     def test_BrokenPipe(self):
         write_ring(self.ring, sensor_payloads(20000), segment_size=1 << 20)
         p = subprocess.Popen("%s -m filering cat %s | head -c 10 > /dev/null" % (sys.executable, self.ring), shell=True, stderr=subprocess.PIPE)
