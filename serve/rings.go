@@ -28,8 +28,10 @@ const (
 	// DefaultMaxRings is how many rings Rings lists when RingsOptions.MaxRings is 0.
 	DefaultMaxRings = 1000
 	// DefaultFollowed is how many rings may have a Server at once when
-	// RingsOptions.Followed is 0.
-	DefaultFollowed = 64
+	// RingsOptions.Followed is 0. Each Server's hub is a follower, which uses two
+	// inotify instances: 32 of them leave half of Linux's default limit of 128 a user
+	// to the rest of the user's programs.
+	DefaultFollowed = 32
 	// DefaultIdle is how long Rings keeps the Server of a ring no request uses when
 	// RingsOptions.Idle is 0.
 	DefaultIdle = time.Minute
