@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/internal/servetest"
 	"github.com/filering/filering/publish"
 )
 
@@ -25,7 +26,7 @@ func TestServer_MountedUnderPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	appendAll(t, w, "1", "2", "3")
+	servetest.AppendAll(t, w, "1", "2", "3")
 	s, err := New(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -48,17 +49,17 @@ func TestServer_MountedUnderPrefix(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(page, `window.FILERING_EVENTS = "events"`) {
 		t.Fatalf("page under /sensor/: %d", resp.StatusCode)
 	}
-	var doc valuesDoc
-	if code := getJSON(t, ts.URL+"/sensor/records?last=2", &doc); code != 200 || len(doc.Records) != 2 || doc.LastSeq != 3 {
+	var doc servetest.ValuesDoc
+	if code := servetest.GetJSON(t, ts.URL+"/sensor/records?last=2", &doc); code != 200 || len(doc.Records) != 2 || doc.LastSeq != 3 {
 		t.Fatalf("/sensor/records: %d %+v", code, doc)
 	}
-	if ids := sse(t, ts.URL+"/sensor/events?after=0", "", 3); len(ids) != 3 || ids[2] != 3 {
+	if ids := servetest.SSE(t, ts.URL+"/sensor/events?after=0", "", 3); len(ids) != 3 || ids[2] != 3 {
 		t.Fatalf("/sensor/events: %v", ids)
 	}
 	var h struct {
 		OK bool `json:"ok"`
 	}
-	if code := getJSON(t, ts.URL+"/sensor/healthz", &h); code != 200 || !h.OK {
+	if code := servetest.GetJSON(t, ts.URL+"/sensor/healthz", &h); code != 200 || !h.OK {
 		t.Fatalf("/sensor/healthz: %d %+v", code, h)
 	}
 	resp, err = http.Get(ts.URL + "/other")
@@ -79,7 +80,7 @@ func TestServer_Serve(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	appendAll(t, w, "a", "b")
+	servetest.AppendAll(t, w, "a", "b")
 	s, err := New(dir, Options{Buffer: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestServer_Serve(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln) }()
 	base := "http://" + ln.Addr().String()
-	sc, done := eventStream(t, base+"/events?after=0", "")
+	sc, done := servetest.EventStream(t, base+"/events?after=0", "")
 	defer done()
 	if sc == nil {
 		t.FailNow()
@@ -130,8 +131,8 @@ func TestServer_Close(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wantUnavailable(t, base+"/records", "error", ErrClosed.Error())
-	wantUnavailable(t, base+"/healthz", "reason", ErrClosed.Error())
+	servetest.WantUnavailable(t, base+"/records", "error", ErrClosed.Error())
+	servetest.WantUnavailable(t, base+"/healthz", "reason", ErrClosed.Error())
 	s2, err := New(ringtest.Dir(t), Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/filering/filering/internal/servetest"
 )
 
 // The browser test loads the live graph page of a Server in headless Chromium
@@ -86,7 +88,7 @@ func TestServe_BrowserLiveGraph(t *testing.T) {
 		var h struct {
 			Clients int `json:"clients"`
 		}
-		getJSON(t, base+"/healthz", &h)
+		servetest.GetJSON(t, base+"/healthz", &h)
 		return h.Clients >= 1, fmt.Sprintf("%d event streams", h.Clients)
 	})
 	step("event stream connected")

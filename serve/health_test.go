@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/internal/servetest"
 	"github.com/filering/filering/publish"
 )
 
@@ -26,7 +27,7 @@ type healthDoc struct {
 func healthz(t *testing.T, base string) (int, healthDoc) {
 	t.Helper()
 	var h healthDoc
-	code := getJSON(t, base+"/healthz", &h)
+	code := servetest.GetJSON(t, base+"/healthz", &h)
 	if h.OK == nil || h.Clients == nil || (h.Reason != nil) == *h.OK || (code == 200) != *h.OK {
 		t.Fatalf("healthz: %d, ok %v, reason %v, clients %v", code, h.OK, h.Reason, h.Clients)
 	}
@@ -57,7 +58,7 @@ func TestServe_Healthz(t *testing.T) {
 	if code, h := healthz(t, base); code != 503 || *h.Reason != "the ring holds no record, --stale is 10s" {
 		t.Fatalf("no record yet: %d %q", code, *h.Reason)
 	}
-	appendAll(t, w, "1", "2", "3")
+	servetest.AppendAll(t, w, "1", "2", "3")
 	if code, h := healthz(t, base); code != 200 || h.LastSeq != 3 || h.Records != 3 ||
 		h.ProducerPID == nil || *h.ProducerPID != os.Getpid() {
 		t.Fatalf("with a producer and fresh records: %d %+v", code, h)
@@ -91,7 +92,7 @@ func TestServe_HealthzNoStale(t *testing.T) {
 	if code, h := healthz(t, base); code != 200 {
 		t.Fatalf("no record: %d %q", code, *h.Reason)
 	}
-	appendAll(t, w, "1")
+	servetest.AppendAll(t, w, "1")
 	if code, h := healthz(t, base); code != 200 {
 		t.Fatalf("an old record: %d %q", code, *h.Reason)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/internal/servetest"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/segment"
 )
@@ -196,7 +197,7 @@ func TestServe_RecordsBusy(t *testing.T) {
 	// Long polls take a turn only once they have something to read: /healthz and the
 	// event streams are not limited at all.
 	var h struct{ OK bool }
-	if code := getJSON(t, base+"/healthz", &h); code != 200 || !h.OK {
+	if code := servetest.GetJSON(t, base+"/healthz", &h); code != 200 || !h.OK {
 		t.Fatalf("healthz while /records is busy: %d %+v", code, h)
 	}
 
@@ -204,7 +205,7 @@ func TestServe_RecordsBusy(t *testing.T) {
 	b.Close()
 	waitUntil(t, "the stalled requests to end", func() bool { return s.limits.active() == 0 })
 	var doc seqsDoc
-	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 || doc.LastSeq != bigRecords {
+	if code := servetest.GetJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 || doc.LastSeq != bigRecords {
 		t.Fatalf("after the stalled clients left: %d %+v", code, doc)
 	}
 	// The handlers let go of their buffers just after the clients have read the end.
@@ -234,16 +235,16 @@ func TestServe_RecordsLastLimit(t *testing.T) {
 	base, _ := startServe(t, 20)
 	for _, path := range []string{"/records?last=100001", "/records?last=18446744073709551616", "/events?last=100001"} {
 		var e struct{ Error string }
-		if code := getJSON(t, base+path, &e); code != 400 || !strings.Contains(e.Error, "100000") {
+		if code := servetest.GetJSON(t, base+path, &e); code != 400 || !strings.Contains(e.Error, "100000") {
 			t.Errorf("%s: %d %q; want 400 naming the limit 100000", path, code, e.Error)
 		}
 	}
 	var doc seqsDoc
-	if code := getJSON(t, base+"/records?last=100000", &doc); code != 200 || len(doc.Records) != 20 {
+	if code := servetest.GetJSON(t, base+"/records?last=100000", &doc); code != 200 || len(doc.Records) != 20 {
 		t.Errorf("last=100000: %d, %d records", code, len(doc.Records))
 	}
 	doc = seqsDoc{}
-	if code := getJSON(t, base+"/records?last=0", &doc); code != 200 || len(doc.Records) != 0 || doc.LastSeq != 20 {
+	if code := servetest.GetJSON(t, base+"/records?last=0", &doc); code != 200 || len(doc.Records) != 0 || doc.LastSeq != 20 {
 		t.Errorf("last=0: %d %+v; want no record and last_seq 20", code, doc)
 	}
 }
@@ -267,7 +268,7 @@ func TestServe_RecordsLongPayload(t *testing.T) {
 	var doc struct {
 		Records []struct{ Value string } `json:"records"`
 	}
-	if code := getJSON(t, base+"/records?last=1", &doc); code != 200 || len(doc.Records) != 1 {
+	if code := servetest.GetJSON(t, base+"/records?last=1", &doc); code != 200 || len(doc.Records) != 1 {
 		t.Fatalf("%d %+v", code, doc)
 	}
 	want := strings.ToValidUTF8(string(payload), "\uFFFD")
@@ -287,7 +288,7 @@ func TestServe_RecordsLastSeq(t *testing.T) {
 	}
 	defer w.Close()
 	for i := 1; i <= 50; i++ {
-		appendAll(t, w, fmt.Sprint(i))
+		servetest.AppendAll(t, w, fmt.Sprint(i))
 	}
 	s := newServer(dir, 1000)
 	defer s.Close()
@@ -309,7 +310,7 @@ func TestServe_RecordsLastSeq(t *testing.T) {
 		{"last=0", 0, 0, 50},
 	} {
 		var doc seqsDoc
-		code := getJSON(t, ts.URL+"/records?"+tc.query, &doc)
+		code := servetest.GetJSON(t, ts.URL+"/records?"+tc.query, &doc)
 		if code != 200 || len(doc.Records) != tc.n || (tc.n > 0 && doc.Records[0].Seq != tc.first) || doc.LastSeq != tc.lastSq {
 			t.Errorf("%s: %d %+v; want %d records from %d, last_seq %d", tc.query, code, doc, tc.n, tc.first, tc.lastSq)
 		}

@@ -2,43 +2,12 @@ package serve
 
 import (
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/internal/servetest"
 	"github.com/filering/filering/publish"
 )
-
-// valuesDoc is a /records document with the values as strings.
-type valuesDoc struct {
-	Records []struct {
-		Seq   uint64 `json:"seq"`
-		Value any    `json:"value"`
-	} `json:"records"`
-	LastSeq uint64 `json:"last_seq"`
-}
-
-func appendAll(t *testing.T, w *publish.Writer, payloads ...string) {
-	t.Helper()
-	for _, p := range payloads {
-		if _, err := w.Append([]byte(p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// wantUnavailable checks that url answers 503 with a JSON body whose field says what
-// it should.
-func wantUnavailable(t *testing.T, url, field, want string) {
-	t.Helper()
-	var doc map[string]any
-	if code := getJSON(t, url, &doc); code != 503 {
-		t.Fatalf("%s: %d %v; want 503", url, code, doc)
-	}
-	if s, _ := doc[field].(string); !strings.Contains(s, want) {
-		t.Fatalf("%s: %v; want %q saying %q", url, doc, field, want)
-	}
-}
 
 // TestServe_RecordsRecreatedRing: after the ring directory is removed and a new producer
 // creates the ring again at the same path, /records serves the new ring's records (it
@@ -49,10 +18,10 @@ func TestServe_RecordsRecreatedRing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendAll(t, w, "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10")
+	servetest.AppendAll(t, w, "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10")
 	base, _ := startServer(t, dir, nil)
-	var doc valuesDoc
-	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 || doc.Records[4].Value != "a10" {
+	var doc servetest.ValuesDoc
+	if code := servetest.GetJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 || doc.Records[4].Value != "a10" {
 		t.Fatalf("first ring: %d %+v", code, doc)
 	}
 
@@ -60,16 +29,16 @@ func TestServe_RecordsRecreatedRing(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	wantUnavailable(t, base+"/records?last=5", "error", "no ring at "+dir)
+	servetest.WantUnavailable(t, base+"/records?last=5", "error", "no ring at "+dir)
 
 	w, err = publish.Open(dir, publish.Options{SegmentSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	appendAll(t, w, "b1", "b2", "b3")
-	doc = valuesDoc{}
-	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 3 ||
+	servetest.AppendAll(t, w, "b1", "b2", "b3")
+	doc = servetest.ValuesDoc{}
+	if code := servetest.GetJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 3 ||
 		doc.Records[0].Seq != 1 || doc.Records[0].Value != "b1" || doc.Records[2].Value != "b3" || doc.LastSeq != 3 {
 		t.Fatalf("the ring created anew: %d %+v; want b1 to b3, seq 1 to 3", code, doc)
 	}
@@ -77,7 +46,7 @@ func TestServe_RecordsRecreatedRing(t *testing.T) {
 		OK          bool `json:"ok"`
 		ProducerPID int  `json:"producer_pid"`
 	}
-	if code := getJSON(t, base+"/healthz", &h); code != 200 || !h.OK || h.ProducerPID != os.Getpid() {
+	if code := servetest.GetJSON(t, base+"/healthz", &h); code != 200 || !h.OK || h.ProducerPID != os.Getpid() {
 		t.Fatalf("healthz of the ring created anew: %d %+v", code, h)
 	}
 }

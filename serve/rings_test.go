@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/internal/servetest"
 	"github.com/filering/filering/publish"
 )
 
@@ -37,7 +38,7 @@ func makeRing(t *testing.T, dir, name string, payloads ...string) *publish.Write
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	appendAll(t, w, payloads...)
+	servetest.AppendAll(t, w, payloads...)
 	return w
 }
 
@@ -61,7 +62,7 @@ func startRings(t *testing.T, dir string, opts RingsOptions) (string, *Rings) {
 func getRings(t *testing.T, base string) ringsDoc {
 	t.Helper()
 	var doc ringsDoc
-	if code := getJSON(t, base+"/rings", &doc); code != 200 {
+	if code := servetest.GetJSON(t, base+"/rings", &doc); code != 200 {
 		t.Fatalf("/rings: %d %+v", code, doc)
 	}
 	return doc
@@ -148,17 +149,17 @@ func TestRings_IndexAndEndpoints(t *testing.T) {
 	}
 
 	// Each ring's endpoints, under its name.
-	var recs valuesDoc
-	if code := getJSON(t, base+"/power/records?last=2", &recs); code != 200 || len(recs.Records) != 2 || recs.LastSeq != 3 {
+	var recs servetest.ValuesDoc
+	if code := servetest.GetJSON(t, base+"/power/records?last=2", &recs); code != 200 || len(recs.Records) != 2 || recs.LastSeq != 3 {
 		t.Fatalf("/power/records: %d %+v", code, recs)
 	}
-	if ids := sse(t, base+"/sensor/events?after=0", "", 2); fmt.Sprint(ids) != "[1 2]" {
+	if ids := servetest.SSE(t, base+"/sensor/events?after=0", "", 2); fmt.Sprint(ids) != "[1 2]" {
 		t.Fatalf("/sensor/events: %v", ids)
 	}
 	var hz struct {
 		OK bool `json:"ok"`
 	}
-	if code := getJSON(t, base+"/power/healthz", &hz); code != 200 || !hz.OK {
+	if code := servetest.GetJSON(t, base+"/power/healthz", &hz); code != 200 || !hz.OK {
 		t.Fatalf("/power/healthz: %d %+v", code, hz)
 	}
 	if code, _, page := get(t, base+"/sensor/"); code != 200 || !strings.Contains(page, `"title":"sensor"`) || !strings.Contains(page, "<canvas") {
@@ -177,7 +178,7 @@ func TestRings_IndexAndEndpoints(t *testing.T) {
 		Rings int  `json:"rings"`
 		Up    int  `json:"producers_up"`
 	}
-	if code := getJSON(t, base+"/healthz", &top); code != 200 || !top.OK || top.Rings != 3 || top.Up != 3 {
+	if code := servetest.GetJSON(t, base+"/healthz", &top); code != 200 || !top.OK || top.Rings != 3 || top.Up != 3 {
 		t.Errorf("/healthz: %d %+v", code, top)
 	}
 }
@@ -199,7 +200,7 @@ func TestRings_AppearAndGo(t *testing.T) {
 		t.Fatalf("after a ring was created: %v", names)
 	}
 	// A page open on its event stream keeps the ring followed while it is removed.
-	sc, done := eventStream(t, base+"/late/events?after=0", "")
+	sc, done := servetest.EventStream(t, base+"/late/events?after=0", "")
 	if sc == nil {
 		t.FailNow()
 	}
@@ -232,15 +233,15 @@ func TestRings_Idle(t *testing.T) {
 	dir := ringsDir(t)
 	makeRing(t, dir, "a", "1")
 	base, rs := startRings(t, dir, RingsOptions{Idle: 100 * time.Millisecond})
-	var recs valuesDoc
-	if code := getJSON(t, base+"/a/records", &recs); code != 200 || recs.LastSeq != 1 {
+	var recs servetest.ValuesDoc
+	if code := servetest.GetJSON(t, base+"/a/records", &recs); code != 200 || recs.LastSeq != 1 {
 		t.Fatalf("/a/records: %d %+v", code, recs)
 	}
 	if f := rs.Followed(); fmt.Sprint(f) != "[a]" {
 		t.Fatalf("followed %v, want [a]", f)
 	}
 	waitUntil(t, "the idle Server let go of", func() bool { return len(rs.Followed()) == 0 })
-	if code := getJSON(t, base+"/a/records", &recs); code != 200 || recs.LastSeq != 1 {
+	if code := servetest.GetJSON(t, base+"/a/records", &recs); code != 200 || recs.LastSeq != 1 {
 		t.Fatalf("/a/records again: %d %+v", code, recs)
 	}
 }
@@ -255,7 +256,7 @@ func TestRings_Followed(t *testing.T) {
 	base, rs := startRings(t, dir, RingsOptions{Followed: 2, Idle: time.Hour})
 	var streams []func()
 	for _, name := range []string{"a", "b"} {
-		sc, done := eventStream(t, base+"/"+name+"/events?after=0", "")
+		sc, done := servetest.EventStream(t, base+"/"+name+"/events?after=0", "")
 		if sc == nil {
 			t.FailNow()
 		}
@@ -264,15 +265,15 @@ func TestRings_Followed(t *testing.T) {
 		}
 		streams = append(streams, done)
 	}
-	wantUnavailable(t, base+"/c/records", "error", "2 rings are followed")
+	servetest.WantUnavailable(t, base+"/c/records", "error", "2 rings are followed")
 	streams[1]()
 	waitUntil(t, "b unused", func() bool {
 		rs.mu.Lock()
 		defer rs.mu.Unlock()
 		return rs.live["b"] != nil && rs.live["b"].active == 0
 	})
-	var recs valuesDoc
-	if code := getJSON(t, base+"/c/records", &recs); code != 200 {
+	var recs servetest.ValuesDoc
+	if code := servetest.GetJSON(t, base+"/c/records", &recs); code != 200 {
 		t.Fatalf("/c/records once b is unused: %d", code)
 	}
 	if f := rs.Followed(); fmt.Sprint(f) != "[a c]" {
@@ -371,8 +372,8 @@ func TestRings_Close(t *testing.T) {
 	defer ts.Close()
 	ran := make(chan struct{})
 	go func() { rs.Run(context.Background()); close(ran) }()
-	var recs valuesDoc
-	if code := getJSON(t, ts.URL+"/a/records", &recs); code != 200 {
+	var recs servetest.ValuesDoc
+	if code := servetest.GetJSON(t, ts.URL+"/a/records", &recs); code != 200 {
 		t.Fatalf("/a/records: %d", code)
 	}
 	if err := rs.Close(); err != nil {
@@ -386,7 +387,7 @@ func TestRings_Close(t *testing.T) {
 	if f := rs.Followed(); len(f) != 0 {
 		t.Errorf("followed after Close: %v", f)
 	}
-	wantUnavailable(t, ts.URL+"/a/records", "error", ErrClosed.Error())
+	servetest.WantUnavailable(t, ts.URL+"/a/records", "error", ErrClosed.Error())
 	rs.Close()
 }
 

@@ -3,7 +3,6 @@ package serve
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/internal/servetest"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/segment"
 )
@@ -66,23 +66,10 @@ type recordsDoc struct {
 	LastSeq uint64 `json:"last_seq"`
 }
 
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
-	return resp.StatusCode
-}
-
 func TestServe_Records(t *testing.T) {
 	base, w := startServe(t, 50)
 	var doc recordsDoc
-	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 ||
+	if code := servetest.GetJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 5 ||
 		doc.Records[0].Seq != 46 || doc.Records[4].Value != float64(50) || doc.LastSeq != 50 {
 		t.Fatalf("last=5: %d %+v", code, doc)
 	}
@@ -93,7 +80,7 @@ func TestServe_Records(t *testing.T) {
 	}()
 	start := time.Now()
 	doc = recordsDoc{}
-	getJSON(t, base+"/records?after=50&wait=60", &doc)
+	servetest.GetJSON(t, base+"/records?after=50&wait=60", &doc)
 	if len(doc.Records) != 1 || doc.Records[0].Seq != 51 || doc.Records[0].Value != "hello" {
 		t.Fatalf("long poll: %+v", doc)
 	}
@@ -101,14 +88,14 @@ func TestServe_Records(t *testing.T) {
 		t.Fatal("long poll ran to its wait instead of returning when the record arrived")
 	}
 	var e struct{ Error string }
-	if code := getJSON(t, base+"/records?last=x", &e); code != 400 || e.Error == "" {
+	if code := servetest.GetJSON(t, base+"/records?last=x", &e); code != 400 || e.Error == "" {
 		t.Fatalf("bad query: %d %+v", code, e)
 	}
 	var h struct {
 		OK      bool   `json:"ok"`
 		LastSeq uint64 `json:"last_seq"`
 	}
-	if getJSON(t, base+"/healthz", &h); !h.OK || h.LastSeq != 51 {
+	if servetest.GetJSON(t, base+"/healthz", &h); !h.OK || h.LastSeq != 51 {
 		t.Fatalf("healthz %+v", h)
 	}
 	resp, err := http.Get(base + "/")
@@ -128,48 +115,6 @@ func bufioRead(resp *http.Response) (string, error) {
 	return sb.String(), err
 }
 
-// sse reads events from an open stream until it has seen want ids or time runs out.
-// eventStream opens an event stream, with Last-Event-ID when lastID is not empty, checks
-// its headers and returns a scanner of its lines and the function that closes it. On
-// failure it reports the error with t.Error (it may run in any goroutine) and returns a
-// nil scanner.
-func eventStream(t *testing.T, url, lastID string) (*bufio.Scanner, func()) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		cancel()
-		t.Error(err)
-		return nil, func() {}
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || resp.Header.Get("X-Accel-Buffering") != "no" {
-		t.Errorf("headers %v", resp.Header)
-	}
-	return bufio.NewScanner(resp.Body), func() { resp.Body.Close(); cancel() }
-}
-
-// sse reads the ids of the first want events of an event stream.
-func sse(t *testing.T, url, lastID string, want int) []uint64 {
-	t.Helper()
-	sc, done := eventStream(t, url, lastID)
-	defer done()
-	if sc == nil {
-		return nil
-	}
-	var ids []uint64
-	for len(ids) < want && sc.Scan() {
-		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
-			n, _ := strconv.ParseUint(id, 10, 64)
-			ids = append(ids, n)
-		}
-	}
-	return ids
-}
-
 func TestServe_EventsResume(t *testing.T) {
 	base, w := startServe(t, 100)
 	go func() {
@@ -178,7 +123,7 @@ func TestServe_EventsResume(t *testing.T) {
 			w.Append([]byte("live"))
 		}
 	}()
-	ids := sse(t, base+"/events", "90", 30)
+	ids := servetest.SSE(t, base+"/events", "90", 30)
 	for i, id := range ids {
 		if id != uint64(91+i) {
 			t.Fatalf("event %d has id %d, want %d (ids %v)", i, id, 91+i, ids)
@@ -188,7 +133,7 @@ func TestServe_EventsResume(t *testing.T) {
 		t.Fatalf("got %d events", len(ids))
 	}
 	// Resuming from before what the hub keeps reads the ring itself.
-	if ids := sse(t, base+"/events?after=2", "", 5); len(ids) != 5 || ids[0] != 3 {
+	if ids := servetest.SSE(t, base+"/events?after=2", "", 5); len(ids) != 5 || ids[0] != 3 {
 		t.Fatalf("resume from the ring: %v", ids)
 	}
 }
@@ -212,7 +157,7 @@ func TestServe_ManyClientsOneStalled(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i] = sse(t, base+"/events?after=0", "", records)
+			results[i] = servetest.SSE(t, base+"/events?after=0", "", records)
 		}(i)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -235,7 +180,7 @@ func TestServe_ManyClientsOneStalled(t *testing.T) {
 // to start over and gets the new ring's records.
 func TestServe_EventsRestart(t *testing.T) {
 	base, _ := startServe(t, 10)
-	sc, done := eventStream(t, base+"/events", "5000")
+	sc, done := servetest.EventStream(t, base+"/events", "5000")
 	defer done()
 	if sc == nil {
 		t.FailNow()
@@ -301,7 +246,7 @@ func TestServe_ResumeAheadOfHub(t *testing.T) {
 			s.hub.add(seq, rec(seq))
 		}
 	}()
-	sc, done := eventStream(t, ts.URL+"/events", "80")
+	sc, done := servetest.EventStream(t, ts.URL+"/events", "80")
 	defer done()
 	if sc == nil {
 		t.FailNow()
@@ -335,7 +280,7 @@ func TestServe_IDsAtTopOfRange(t *testing.T) {
 		{base + "/events?after=18446744073709551615", ""},
 		{base + "/events?after=9223372036854775808", ""},
 	} {
-		sc, done := eventStream(t, tc.url, tc.lastID)
+		sc, done := servetest.EventStream(t, tc.url, tc.lastID)
 		if sc == nil {
 			t.FailNow()
 		}
@@ -356,12 +301,12 @@ func TestServe_IDsAtTopOfRange(t *testing.T) {
 	}
 	for _, after := range []string{"18446744073709551615", "18446744073709551614", "9223372036854775807"} {
 		var doc recordsDoc
-		if code := getJSON(t, base+"/records?after="+after+"&last=5", &doc); code != 200 || len(doc.Records) != 0 || doc.LastSeq != 10 {
+		if code := servetest.GetJSON(t, base+"/records?after="+after+"&last=5", &doc); code != 200 || len(doc.Records) != 0 || doc.LastSeq != 10 {
 			t.Errorf("/records?after=%s: %d %+v; want no record, last_seq 10", after, code, doc)
 		}
 	}
 	var e struct{ Error string }
-	if code := getJSON(t, base+"/records?after=18446744073709551616", &e); code != 400 || e.Error == "" {
+	if code := servetest.GetJSON(t, base+"/records?after=18446744073709551616", &e); code != 400 || e.Error == "" {
 		t.Errorf("after=2^64: %d %q; want 400", code, e.Error)
 	}
 	req, _ := http.NewRequest("GET", base+"/events", nil)
@@ -391,7 +336,7 @@ func TestServe_EventsFreshHub(t *testing.T) {
 	}
 	for range 5 {
 		base, _ := startServer(t, dir, nil)
-		if ids := sse(t, base+"/events?last=2", "", 2); fmt.Sprint(ids) != "[499 500]" {
+		if ids := servetest.SSE(t, base+"/events?last=2", "", 2); fmt.Sprint(ids) != "[499 500]" {
 			t.Fatalf("/events?last=2 at the start: %v, want [499 500]", ids)
 		}
 	}

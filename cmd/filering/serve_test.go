@@ -3,110 +3,23 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/filering/filering/internal/ringtest"
+	"github.com/filering/filering/internal/servetest"
 	"github.com/filering/filering/publish"
 )
 
 // The tests of `filering serve` as a command: its flags, what it says on stderr, how
 // it stops. The HTTP endpoints are tested in package serve.
-
-// valuesDoc is a /records document with the values as strings.
-type valuesDoc struct {
-	Records []struct {
-		Seq   uint64 `json:"seq"`
-		Value any    `json:"value"`
-	} `json:"records"`
-	LastSeq uint64 `json:"last_seq"`
-}
-
-func appendAll(t *testing.T, w *publish.Writer, payloads ...string) {
-	t.Helper()
-	for _, p := range payloads {
-		if _, err := w.Append([]byte(p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// wantUnavailable checks that url answers 503 with a JSON body whose field says what
-// it should.
-func wantUnavailable(t *testing.T, url, field, want string) {
-	t.Helper()
-	var doc map[string]any
-	if code := getJSON(t, url, &doc); code != 503 {
-		t.Fatalf("%s: %d %v; want 503", url, code, doc)
-	}
-	if s, _ := doc[field].(string); !strings.Contains(s, want) {
-		t.Fatalf("%s: %v; want %q saying %q", url, doc, field, want)
-	}
-}
-
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
-	return resp.StatusCode
-}
-
-// eventStream opens an event stream, with Last-Event-ID when lastID is not empty, checks
-// its headers and returns a scanner of its lines and the function that closes it. On
-// failure it reports the error with t.Error (it may run in any goroutine) and returns a
-// nil scanner.
-func eventStream(t *testing.T, url, lastID string) (*bufio.Scanner, func()) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		cancel()
-		t.Error(err)
-		return nil, func() {}
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || resp.Header.Get("X-Accel-Buffering") != "no" {
-		t.Errorf("headers %v", resp.Header)
-	}
-	return bufio.NewScanner(resp.Body), func() { resp.Body.Close(); cancel() }
-}
-
-// sse reads the ids of the first want events of an event stream.
-func sse(t *testing.T, url, lastID string, want int) []uint64 {
-	t.Helper()
-	sc, done := eventStream(t, url, lastID)
-	defer done()
-	if sc == nil {
-		return nil
-	}
-	var ids []uint64
-	for len(ids) < want && sc.Scan() {
-		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
-			n, _ := strconv.ParseUint(id, 10, 64)
-			ids = append(ids, n)
-		}
-	}
-	return ids
-}
 
 // serveCmd is `filering serve` running as a child process.
 type serveCmd struct {
@@ -208,8 +121,8 @@ func TestServe_WaitsForRing(t *testing.T) {
 	if l := s.next(); !strings.Contains(l, "no ring at "+dir+" yet: waiting for one") {
 		t.Fatalf("second line %q; want that it waits for a ring", l)
 	}
-	wantUnavailable(t, base+"/records?last=5", "error", "no ring at "+dir)
-	wantUnavailable(t, base+"/healthz", "reason", "no ring at "+dir)
+	servetest.WantUnavailable(t, base+"/records?last=5", "error", "no ring at "+dir)
+	servetest.WantUnavailable(t, base+"/healthz", "reason", "no ring at "+dir)
 	resp, err := http.Get(base + "/records")
 	if err != nil {
 		t.Fatal(err)
@@ -224,19 +137,19 @@ func TestServe_WaitsForRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	appendAll(t, w, "1", "2", "3")
-	var doc valuesDoc
-	if code := getJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 3 || doc.LastSeq != 3 {
+	servetest.AppendAll(t, w, "1", "2", "3")
+	var doc servetest.ValuesDoc
+	if code := servetest.GetJSON(t, base+"/records?last=5", &doc); code != 200 || len(doc.Records) != 3 || doc.LastSeq != 3 {
 		t.Fatalf("once the ring exists: %d %+v", code, doc)
 	}
 	var h struct {
 		OK bool `json:"ok"`
 	}
-	if code := getJSON(t, base+"/healthz", &h); code != 200 || !h.OK {
+	if code := servetest.GetJSON(t, base+"/healthz", &h); code != 200 || !h.OK {
 		t.Fatalf("healthz once the ring exists: %d %+v", code, h)
 	}
 	// The event stream picks the ring up too.
-	if ids := sse(t, base+"/events?after=0", "", 3); fmt.Sprint(ids) != "[1 2 3]" {
+	if ids := servetest.SSE(t, base+"/events?after=0", "", 3); fmt.Sprint(ids) != "[1 2 3]" {
 		t.Fatalf("events: %v", ids)
 	}
 	s.stop()
@@ -269,16 +182,16 @@ func TestServe_DirectoryOfRings(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
-		appendAll(t, w, payloads...)
+		servetest.AppendAll(t, w, payloads...)
 	}
 	s := startServeCmd(t, dir, "--unit", "temp:°C,hum:%")
 	base := s.base("the rings in " + dir)
 	var idx indexDoc
-	if code := getJSON(t, base+"/rings", &idx); code != 200 || idx.String() != "a:2 b:1" {
+	if code := servetest.GetJSON(t, base+"/rings", &idx); code != 200 || idx.String() != "a:2 b:1" {
 		t.Fatalf("/rings: %d %v; want a:2 b:1", code, idx)
 	}
-	var doc valuesDoc
-	if code := getJSON(t, base+"/a/records?last=5", &doc); code != 200 || doc.LastSeq != 2 {
+	var doc servetest.ValuesDoc
+	if code := servetest.GetJSON(t, base+"/a/records?last=5", &doc); code != 200 || doc.LastSeq != 2 {
 		t.Fatalf("/a/records: %d %+v", code, doc)
 	}
 	resp, err := http.Get(base + "/b/")
@@ -321,9 +234,9 @@ func TestServe_RingsFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	appendAll(t, w, "1")
+	servetest.AppendAll(t, w, "1")
 	var idx indexDoc
-	if code := getJSON(t, base+"/rings", &idx); code != 200 || idx.String() != "late:1" {
+	if code := servetest.GetJSON(t, base+"/rings", &idx); code != 200 || idx.String() != "late:1" {
 		t.Fatalf("/rings: %d %v; want late:1", code, idx)
 	}
 	s.stop()
