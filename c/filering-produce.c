@@ -15,6 +15,7 @@
 #define _GNU_SOURCE 1
 
 #include "filering.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -45,51 +46,6 @@ static void logline(void *arg, const char *msg)
 	(void)arg;
 	fprintf(stderr, "filering: %s\n", msg);
 }
-
-static int parse_duration(const char *s, int64_t *out)
-{
-	static const struct { const char *u; double ns; } units[] = {
-		{"ns", 1}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 6e10}, {"h", 3.6e12}};
-	const size_t nu = sizeof units / sizeof units[0];
-	double total = 0, v, f;
-	size_t i, best;
-	int neg = 0, digits;
-
-	if (*s == '-' || *s == '+')
-		neg = *s++ == '-';
-	if (strcmp(s, "0") == 0) {
-		*out = 0;
-		return 0;
-	}
-	if (!*s)
-		return -1;
-	while (*s) {
-		v = 0;
-		digits = 0;
-		while (*s >= '0' && *s <= '9') {
-			v = v * 10 + (*s++ - '0');
-			digits++;
-		}
-		if (*s == '.')
-			for (s++, f = 0.1; *s >= '0' && *s <= '9'; f /= 10, digits++)
-				v += f * (*s++ - '0');
-		if (!digits)
-			return -1;
-		for (best = nu, i = 0; i < nu; i++)
-			if (strncmp(s, units[i].u, strlen(units[i].u)) == 0 &&
-			    (best == nu || strlen(units[i].u) > strlen(units[best].u)))
-				best = i;
-		if (best == nu)
-			return -1;
-		s += strlen(units[best].u);
-		total += v * units[best].ns;
-	}
-	if (total > 9.2e18)
-		return -1;
-	*out = (int64_t)(neg ? -total : total);
-	return 0;
-}
-
 /* parse_size reads "4096", "64KiB", "2M", "1GiB" (binary units, any case). */
 static int parse_size(const char *s, uint64_t *out)
 {
@@ -298,12 +254,13 @@ fail:
 int main(int argc, char **argv)
 {
 	filering_options opt;
-	const char *name, *val, *input = "lines";
+	const char *val, *input = "lines";
+	char *name;
 	struct sigaction sa;
 	long holder = 0;
 	int64_t d;
 	uint64_t v;
-	char *eq, *end;
+	char *end;
 	int i, rc;
 
 	memset(&opt, 0, sizeof opt);
@@ -316,13 +273,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		name += name[1] == '-' ? 2 : 1;
-		val = NULL;
-		if ((eq = strchr(name, '=')) != NULL) {
-			*eq = 0;
-			val = eq + 1;
-		} else if (i + 1 < argc) {
-			val = argv[++i];
-		}
+		val = cli_value(name, argc, argv, &i);
 		if (!val)
 			usage("flag needs an argument: --%s", name);
 		if (strcmp(name, "input") == 0) {
@@ -340,7 +291,7 @@ int main(int argc, char **argv)
 				usage("--segments %s: want 2 to 8192", val);
 			opt.segments = (uint32_t)v;
 		} else if (strcmp(name, "seal-after") == 0) {
-			if (parse_duration(val, &d) || d < 0)
+			if (cli_duration(val, &d) || d < 0)
 				usage("--seal-after %s: want a duration such as 1s or 500ms, not negative", val);
 			opt.seal_after_ns = d;
 		} else if (strcmp(name, "mode") == 0) {

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE 1
 
 #include "filering.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -36,58 +37,6 @@ static void usage(const char *fmt, const char *arg)
 	                "[--format lines|json|raw] DIR\n");
 	exit(2);
 }
-
-/* parse_duration reads a Go duration ("1h30m", "1.5s", "300ms", "0") into ns. Returns 0
- * or -1. */
-static int parse_duration(const char *s, int64_t *out)
-{
-	static const struct { const char *u; double ns; } units[] = {
-		{"ns", 1}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3}, {"ms", 1e6},
-		{"s", 1e9}, {"m", 6e10}, {"h", 3.6e12}};
-	double total = 0, v, f;
-	size_t i, best;
-	int neg = 0, digits;
-
-	if (*s == '-' || *s == '+')
-		neg = *s++ == '-';
-	if (strcmp(s, "0") == 0) {
-		*out = 0;
-		return 0;
-	}
-	if (!*s)
-		return -1;
-	while (*s) {
-		v = 0;
-		digits = 0;
-		while (*s >= '0' && *s <= '9') {
-			v = v * 10 + (*s++ - '0');
-			digits++;
-		}
-		if (*s == '.') {
-			s++;
-			for (f = 0.1; *s >= '0' && *s <= '9'; f /= 10) {
-				v += f * (*s++ - '0');
-				digits++;
-			}
-		}
-		if (!digits)
-			return -1;
-		best = sizeof units / sizeof units[0];
-		for (i = 0; i < sizeof units / sizeof units[0]; i++)
-			if (strncmp(s, units[i].u, strlen(units[i].u)) == 0 &&
-			    (best == sizeof units / sizeof units[0] || strlen(units[i].u) > strlen(units[best].u)))
-				best = i;
-		if (best == sizeof units / sizeof units[0])
-			return -1;
-		s += strlen(units[best].u);
-		total += v * units[best].ns;
-	}
-	if (total > 9.2e18)
-		return -1;
-	*out = (int64_t)(neg ? -total : total);
-	return 0;
-}
-
 static int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -151,13 +100,13 @@ int main(int argc, char **argv)
 	filering_selection sel;
 	filering_reader *r;
 	filering_record rec;
-	const char *dir = NULL, *name, *val;
+	const char *dir = NULL, *val;
+	char *name;
 	int follow = 0, format = FILERING_FORMAT_LINES, damaged = 0, waiting, rc, i;
 	int64_t last = 0, since = 0;
 	uint64_t from = 0, a, b;
 	struct sigaction sa;
 	struct stat st;
-	char *eq;
 
 	memset(&sel, 0, sizeof sel);
 	for (i = 1; i < argc; i++) {
@@ -182,13 +131,7 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(name, "help") == 0 || strcmp(name, "h") == 0)
 			usage("%s", "help");
-		val = NULL;
-		if ((eq = strchr(name, '=')) != NULL) {
-			*eq = 0;
-			val = eq + 1;
-		} else if (i + 1 < argc) {
-			val = argv[++i];
-		}
+		val = cli_value(name, argc, argv, &i);
 		if (strcmp(name, "last") == 0 || strcmp(name, "from") == 0 || strcmp(name, "since") == 0 ||
 		    strcmp(name, "format") == 0) {
 			if (!val)
@@ -208,7 +151,7 @@ int main(int argc, char **argv)
 			if (parse_u64(val, &from))
 				usage("invalid value \"%s\" for flag --from", val);
 		} else if (strcmp(name, "since") == 0) {
-			if (parse_duration(val, &since))
+			if (cli_duration(val, &since))
 				usage("invalid value \"%s\" for flag --since", val);
 			if (since < 0)
 				usage("--since %s: must not be negative", val);
