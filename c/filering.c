@@ -475,6 +475,22 @@ static void hex_encode(char *out, const unsigned char *p, size_t n)
 	out[2 * n] = 0;
 }
 
+/* push_u64 appends v to the array *a of *n numbers with room for *cap, growing it as
+ * needed. Returns 0 or -ENOMEM (the array unchanged). */
+static int push_u64(uint64_t **a, size_t *n, size_t *cap, uint64_t v)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 16;
+		uint64_t *p = (uint64_t *)realloc(*a, c * sizeof *p);
+		if (!p)
+			return -ENOMEM;
+		*a = p;
+		*cap = c;
+	}
+	(*a)[(*n)++] = v;
+	return 0;
+}
+
 /* ---- names ---------------------------------------------------------------------------------- */
 
 /* seg_name writes the name of segment num with suffix (".seg", ".taken", ".damaged"). */
@@ -2738,15 +2754,7 @@ static int scan_one(void *arg, const char *name)
 	if ((n = parse_name(name, len, ".seg")) && manifest_find(&w->man, n) < 0) {
 		if (n > w->highest)
 			w->highest = n;
-		if (w->nleft == w->capleft) {
-			size_t cap = w->capleft ? 2 * w->capleft : 8;
-			uint64_t *p = (uint64_t *)realloc(w->leftovers, cap * sizeof *p);
-			if (!p)
-				return -ENOMEM;
-			w->leftovers = p;
-			w->capleft = cap;
-		}
-		w->leftovers[w->nleft++] = n;
+		return push_u64(&w->leftovers, &w->nleft, &w->capleft, n);
 	}
 	return 0;
 }
@@ -3326,16 +3334,7 @@ static int push_seg(filering_reader *r, const struct seg *s)
 
 static int push_missing(filering_reader *r, uint64_t num)
 {
-	if (r->nmissing == r->capmissing) {
-		size_t cap = r->capmissing ? 2 * r->capmissing : 16;
-		uint64_t *p = (uint64_t *)realloc(r->missing, cap * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		r->missing = p;
-		r->capmissing = cap;
-	}
-	r->missing[r->nmissing++] = num;
-	return 0;
+	return push_u64(&r->missing, &r->nmissing, &r->capmissing, num);
 }
 
 /* still_listed reports whether the segments found missing while opening the segments m
