@@ -192,7 +192,7 @@ func follow(c *cli.Context) error {
 		return followCursor(ctx, c, dir, sel, out, path)
 	}
 	if absent {
-		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
+		noRingYet(c, dir)
 	}
 	r, err := openWhenPresent(ctx, dir)
 	if err != nil {
@@ -203,7 +203,7 @@ func follow(c *cli.Context) error {
 		return err
 	}
 	if _, err := r.Manifest(); errors.Is(err, watch.ErrNoRing) && !absent {
-		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
+		noRingYet(c, dir)
 	}
 	f, err := r.Follow(sel)
 	if err != nil {
@@ -274,6 +274,11 @@ func quiet(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
+}
+
+// noRingYet says that the reader waits for the ring at dir to be created.
+func noRingYet(c *cli.Context, dir string) {
+	fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
 }
 
 // openWhenPresent opens the ring directory, waiting for it to be created.

@@ -40,7 +40,7 @@ func take(c *cli.Context) error {
 	r, err := watch.Open(dir)
 	if errors.Is(err, os.ErrNotExist) && c.Bool("follow") {
 		// As watch does: a taker started before its producer waits for the ring.
-		fmt.Fprintf(c.App.ErrWriter, "filering: %s: no ring yet; waiting for it to be created\n", dir)
+		noRingYet(c, dir)
 		r, err = openWhenPresent(ctx, dir)
 		if err != nil {
 			return quiet(ctx, err)
