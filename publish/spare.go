@@ -56,6 +56,8 @@ func (w *Writer) removeLater(name string) {
 	}
 }
 
+// remove removes a file of the ring, logging a failure: the file goes with the leftovers
+// of the next open.
 func (w *Writer) remove(name string) {
 	if err := w.fs.remove(name); err != nil {
 		w.opts.Logf("%v", err)

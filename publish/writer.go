@@ -749,9 +749,7 @@ func (w *Writer) dropOldest() bool {
 			w.opts.Logf("%v", err)
 		}
 	}
-	if err := w.fs.remove(e.Name); err != nil {
-		w.opts.Logf("%v", err)
-	}
+	w.remove(e.Name)
 	return true
 }
 
@@ -799,9 +797,7 @@ func (w *Writer) writeManifest() error {
 		// The segments past the retention limit go first: they are dropped anyway.
 		if len(drop) > 0 {
 			for _, e := range drop {
-				if rerr := w.fs.remove(e.Name); rerr != nil {
-					w.opts.Logf("%v", rerr)
-				}
+				w.remove(e.Name)
 			}
 			drop = nil
 			continue
@@ -812,9 +808,7 @@ func (w *Writer) writeManifest() error {
 		}
 		// No room to say so first: remove the file, then list it no more. A reader
 		// that finds a listed segment missing skips it, as it does a taken one.
-		if rerr := w.fs.remove(e.Name); rerr != nil {
-			w.opts.Logf("%v", rerr)
-		}
+		w.remove(e.Name)
 	}
 	if w.opts.GID > 0 {
 		if err := w.root.Chown(segment.ManifestName, -1, w.opts.GID); err != nil {
