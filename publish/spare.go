@@ -56,8 +56,7 @@ func (w *Writer) removeLater(name string) {
 	}
 }
 
-// remove removes a file of the ring, logging a failure: the file goes with the leftovers
-// of the next open.
+// remove removes a file of the ring and logs a failure.
 func (w *Writer) remove(name string) {
 	if err := w.fs.remove(name); err != nil {
 		w.opts.Logf("%v", err)
