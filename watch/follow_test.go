@@ -384,3 +384,40 @@ func TestFollower_DirectWatch(t *testing.T) {
 		})
 	}
 }
+
+// TestWaker_LateInterrupt interrupts a direct waker's read after the flags that came with
+// the interruption were already taken, as happens when forward is slow between setting
+// its flags and interrupting: the wait under way goes on reading until a real event and
+// does not report a poll.
+func TestWaker_LateInterrupt(t *testing.T) {
+	dir := t.TempDir()
+	seg, err := os.Create(filepath.Join(dir, "hot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	k := newWaker(dir, true)
+	defer k.close()
+	if k.in == nil {
+		t.Skip("no inotify instance for a direct watch")
+	}
+	k.watchFile(seg)
+	ctx := context.Background()
+
+	k.flags.Or(flagEvent)
+	if _, err := k.wait(ctx); err != nil || k.events != 1 {
+		t.Fatalf("wait with flags set: %v, %d events", err, k.events)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		k.interrupt() // late: its flags are already taken
+		time.Sleep(20 * time.Millisecond)
+		seg.Write([]byte{1})
+	}()
+	if _, err := k.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k.polls != 0 || k.seg != 1 {
+		t.Fatalf("after a late interruption: %d polls, %d events of the direct watch; want 0 and 1", k.polls, k.seg)
+	}
+}

@@ -232,7 +232,8 @@ func (k *waker) waitDirect(ctx context.Context) (manifest bool, err error) {
 	if f := k.flags.Swap(0); f != 0 {
 		return k.took(f)
 	}
-	k.in.SetReadDeadline(time.Now().Add(k.interval()))
+	deadline := time.Now().Add(k.interval())
+	k.in.SetReadDeadline(deadline)
 	// forward sets its flags before it interrupts: flags set before the deadline above
 	// are seen here, and an interruption after it ends the read below.
 	if f := k.flags.Swap(0); f != 0 {
@@ -265,6 +266,13 @@ func (k *waker) waitDirect(ctx context.Context) (manifest bool, err error) {
 		switch {
 		case f != 0:
 			return k.took(f)
+		case errors.Is(rerr, os.ErrDeadlineExceeded) && time.Now().Before(deadline):
+			// A late interruption whose flags an earlier wait already took: read on
+			// until the poll deadline, checking the flags again after setting it.
+			k.in.SetReadDeadline(deadline)
+			if f := k.flags.Swap(0); f != 0 {
+				return k.took(f)
+			}
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
 			k.polls++
 			return true, nil
