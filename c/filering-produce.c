@@ -32,13 +32,29 @@ static const char *dir;
 static filering_writer *w;
 static uint64_t dropped;
 
+#define USAGE "usage: filering-produce [--input lines|frames] [--segment-size SIZE] [--segments N] " \
+              "[--seal-after DURATION] [--mode MODE] DIR\n"
+
 static void usage(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "filering: ");
 	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nusage: filering-produce [--input lines|frames] [--segment-size SIZE] [--segments N] "
-	                "[--seal-after DURATION] [--mode MODE] DIR\n");
+	fprintf(stderr, "\n" USAGE);
 	exit(2);
+}
+
+static void help(void)
+{
+	printf("filering-produce appends each line (or frame) of standard input to the ring in DIR as\n"
+	       "a record, as `filering produce` does, through the C library.\n\n" USAGE "\n"
+	       "  --input lines|frames  lines: one record per line, without its newline (default);\n"
+	       "                        frames: a 4-byte little-endian length, then that many bytes\n"
+	       "  --segment-size SIZE   segment size of a new ring, a multiple of 4KiB (default 2MiB)\n"
+	       "  --segments N          segments the ring keeps, 2 to 8192 (default 8)\n"
+	       "  --seal-after DURATION seal the hot segment once it is this old (default 0: never)\n"
+	       "  --mode MODE           file mode of a new ring's files, such as 0640 (default 0640)\n"
+	       "  --help, -h            show this help\n");
+	exit(0);
 }
 
 static void logline(void *arg, const char *msg)
@@ -273,6 +289,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		name += name[1] == '-' ? 2 : 1;
+		if (strcmp(name, "help") == 0 || strcmp(name, "h") == 0)
+			help();
 		val = cli_value(name, argc, argv, &i);
 		if (!val)
 			usage("flag needs an argument: --%s", name);

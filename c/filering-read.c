@@ -29,13 +29,28 @@
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
+#define USAGE "usage: filering-read [--follow] [--last N] [--from SEQ] [--since DURATION] " \
+              "[--format lines|json|raw] DIR\n"
+
 static void usage(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "filering: ");
 	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nusage: filering-read [--follow] [--last N] [--from SEQ] [--since DURATION] "
-	                "[--format lines|json|raw] DIR\n");
+	fprintf(stderr, "\n" USAGE);
 	exit(2);
+}
+
+static void help(void)
+{
+	printf("filering-read prints the records of the ring in DIR, as `filering cat` does (and,\n"
+	       "with --follow, goes on printing new ones), through the C library.\n\n" USAGE "\n"
+	       "  --follow, -f          after the records selected, print new ones as they come\n"
+	       "  --last N              only the last N records\n"
+	       "  --from SEQ            only records from sequence number SEQ on\n"
+	       "  --since DURATION      only records of the last DURATION, such as 10s or 1h30m\n"
+	       "  --format FORMAT       lines (default), json or raw\n"
+	       "  --help, -h            show this help\n");
+	exit(0);
 }
 static int parse_u64(const char *s, uint64_t *out)
 {
@@ -130,7 +145,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (strcmp(name, "help") == 0 || strcmp(name, "h") == 0)
-			usage("%s", "help");
+			help();
 		val = cli_value(name, argc, argv, &i);
 		if (strcmp(name, "last") == 0 || strcmp(name, "from") == 0 || strcmp(name, "since") == 0 ||
 		    strcmp(name, "format") == 0) {

@@ -699,3 +699,37 @@ func startStreamOf(t *testing.T, prog string, onLines func([]byte), args ...stri
 	})
 	return s
 }
+
+// TestCInterop_Help checks that both C programs answer --help and -h with their usage on
+// standard output and status 0, naming every flag they take, and touch nothing else: no
+// ring is created under a directory named like the flag.
+func TestCInterop_Help(t *testing.T) {
+	produce, read := cPrograms(t)
+	flags := map[string][]string{
+		produce: {"--input", "--segment-size", "--segments", "--seal-after", "--mode"},
+		read:    {"--follow", "--last", "--from", "--since", "--format"},
+	}
+	for _, prog := range []string{produce, read} {
+		for _, arg := range []string{"--help", "-h"} {
+			wd := t.TempDir()
+			cmd := exec.Command(prog, arg)
+			cmd.Dir = wd
+			out, err := cmd.Output()
+			name := filepath.Base(prog) + " " + arg
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if !bytes.Contains(out, []byte("usage: "+filepath.Base(prog))) {
+				t.Errorf("%s: no usage line in %q", name, out)
+			}
+			for _, f := range flags[prog] {
+				if !bytes.Contains(out, []byte("  "+f)) {
+					t.Errorf("%s: %s is not described", name, f)
+				}
+			}
+			if left, _ := os.ReadDir(wd); len(left) != 0 {
+				t.Errorf("%s: left %s in its working directory", name, left[0].Name())
+			}
+		}
+	}
+}
