@@ -128,6 +128,46 @@ type openSegment struct {
 	// records of a segment sealed then.
 	committed int64
 	damage    error
+	// pending is set for a listed segment beyond a read's first window, not opened yet
+	// (Ring.openWindow opens it); lazy for one opened so; gone for one found missing
+	// then.
+	pending, lazy, gone bool
+}
+
+// maxOpen is how many segment files a read holds open at once, at most (docs/FORMAT.md,
+// "Reading: a consistent snapshot", step 2): a manifest may list 8192 segments, more
+// than a process may have files open. A read that needs more reads them in windows.
+const maxOpen = 64
+
+// pendingSegment returns the listed segment e, to be opened when its window is read.
+func (r *Ring) pendingSegment(e segment.Entry, size int64) *openSegment {
+	return &openSegment{entry: e, num: e.Number(), path: r.dir.Join(e.Name), size: size, pending: true}
+}
+
+// openWindow opens the segments of segs from i on that are pending, at most maxOpen
+// of them: the next window of a read. A segment found missing is marked gone: it was
+// taken, or retired while the windows before it were read (names are never reused, so
+// the name opens the listed file or none). It fails only for a failure that is not the
+// segments' (out of descriptors).
+func (r *Ring) openWindow(segs []*openSegment, i int) error {
+	for n := 0; i < len(segs) && n < maxOpen; i++ {
+		s := segs[i]
+		if s == nil || !s.pending {
+			continue
+		}
+		o, err := r.open(s.entry, s.size)
+		switch {
+		case err == errMissing:
+			*s = openSegment{entry: s.entry, num: s.num, path: s.path, size: s.size, gone: true}
+		case err != nil:
+			return err
+		default:
+			*s = *o
+			s.lazy = true
+		}
+		n++
+	}
+	return nil
 }
 
 // errMissing is what open returns for a listed segment whose file is gone.

@@ -26,19 +26,25 @@ import (
 //	}
 //
 // The set of segments is fixed when Snapshot returns; the producer may go on appending
-// and rolling meanwhile. A snapshot with a Last selection ends at the record that was
+// and rolling meanwhile. A snapshot holds at most 64 segment files open at once: one of
+// more segments opens them in windows of 64, as Next reaches them, and skips one that was
+// taken or retired by then (docs/FORMAT.md, "Reading: a consistent snapshot"). A snapshot with a Last selection ends at the record that was
 // newest when Snapshot returned; others also return records appended to the hot
 // segment while they are read. Sequence numbers strictly increase. Segments are mapped
 // one at a time, as they are read, and closed once read. A Snapshot is not safe for
 // concurrent use.
 type Snapshot struct {
-	segs  []*openSegment
-	i     int     // the segment being read, or next to be
-	cur   *cursor // over segs[i]; nil before it is started
-	keep  bool    // a counting pass: segments read are released, not closed
-	start uint64  // first sequence to deliver
-	end   uint64  // last sequence to deliver; 0 for no limit
-	none  bool    // deliver nothing (a Last selection of a ring with no record)
+	ring *Ring
+	segs []*openSegment // those beyond the first window pending until their window
+	i    int            // the segment being read, or next to be
+	cur  *cursor        // over segs[i]; nil before it is started
+	keep bool           // a counting pass: segments read are released, not closed
+	// windowed: the counting pass reads more than one window of segments, so it closes
+	// them all as it goes, and the real pass opens them again.
+	windowed bool
+	start    uint64 // first sequence to deliver
+	end      uint64 // last sequence to deliver; 0 for no limit
+	none     bool   // deliver nothing (a Last selection of a ring with no record)
 	// first is the first segment the selection reads; those before it are passed over
 	// unread, damaged or not. With skip set (Since and Last), the sealed segments that
 	// end before start are passed over too, unless skip holds them: they are damaged,
@@ -71,7 +77,7 @@ type Snapshot struct {
 // and records skipped because of damage, do not count. To find where the last N start,
 // Snapshot reads the newest segments once before Next reads them again.
 func (r *Ring) Snapshot(sel Selection) (*Snapshot, error) {
-	s := &Snapshot{start: max(sel.From, 1)}
+	s := &Snapshot{ring: r, start: max(sel.From, 1)}
 	if !sel.Since.IsZero() {
 		s.since, s.filter = sel.Since.UnixNano(), true
 	}
@@ -246,11 +252,13 @@ func (w *readWork) add(c *cursor) {
 }
 
 // openSet reads the manifest and opens the listed segments holding records from sequence
-// from on, and the hot one, all before reading any, so that the set is consistent.
-// Damaged segments are in the set, with their damage; missing ones are not. It costs one
-// open and one 64-byte read per segment, and one more read of the manifest when a
-// segment was missing: if the manifest was replaced meanwhile and no longer lists a
-// segment found missing (the producer retired it, so newer records exist), it starts
+// from on, and the hot one, all before reading any, so that the set is consistent: at
+// most maxOpen of them, the first window; those beyond it are in the set pending, for
+// openWindow to open when the read reaches them. Damaged segments are in the set, with
+// their damage; missing ones of the first window are not. It costs one open and one
+// 64-byte read per segment, and one more read of the manifest when a segment of the
+// first window was missing: if the manifest was replaced meanwhile and no longer lists
+// a segment found missing (the producer retired it, so newer records exist), it starts
 // over; a segment still listed was taken, and is skipped.
 func (r *Ring) openSet(from uint64) (*segment.Manifest, []*openSegment, error) {
 	for attempt := 0; ; attempt++ {
@@ -260,8 +268,13 @@ func (r *Ring) openSet(from uint64) (*segment.Manifest, []*openSegment, error) {
 		}
 		var segs []*openSegment
 		var missing []string
+		window := 0 // entries of the first window met so far
 		for _, e := range m.Segments {
 			if e.Sealed && e.LastSeq < from {
+				continue
+			}
+			if window++; window > maxOpen {
+				segs = append(segs, r.pendingSegment(e, m.SegmentSize))
 				continue
 			}
 			s, err := r.open(e, m.SegmentSize)
@@ -286,7 +299,8 @@ func (r *Ring) openSet(from uint64) (*segment.Manifest, []*openSegment, error) {
 // filters, keeping the sequence numbers of the last n (memory for at most as many records
 // as are delivered), and raises the start so that only those remain.
 func (s *Snapshot) keepLast(n int) {
-	c := &Snapshot{segs: s.segs, keep: true, start: s.start, since: s.since, filter: s.filter}
+	c := &Snapshot{ring: s.ring, segs: s.segs, keep: true, start: s.start, since: s.since, filter: s.filter,
+		windowed: len(s.segs) > maxOpen}
 	var seqs []uint64
 	pos, total := 0, 0 // once seqs holds n, pos is the slot of the oldest
 	s.skip, s.damaged = true, map[int]bool{}
@@ -329,9 +343,19 @@ func (s *Snapshot) Next() bool {
 				return false
 			}
 			seg := s.segs[s.i]
-			if s.i < s.first || s.skip && seg.entry.Sealed && seg.entry.LastSeq < s.start && !s.damaged[s.i] ||
+			if seg == nil || s.i < s.first || s.skip && seg.entry.Sealed && seg.entry.LastSeq < s.start && !s.damaged[s.i] ||
 				s.end != 0 && seg.entry.FirstSeq > s.end {
 				s.finish() // outside the selection
+				continue
+			}
+			if seg.pending {
+				if err := s.ring.openWindow(s.segs, s.i); err != nil {
+					s.err = err
+					return false
+				}
+			}
+			if seg.gone {
+				s.finish() // taken or retired before its window was opened
 				continue
 			}
 			if seg.damage != nil {
@@ -426,10 +450,18 @@ func (s *Snapshot) stopped(c *cursor) bool {
 func (s *Snapshot) finish() {
 	s.work.add(s.cur)
 	if s.i < len(s.segs) {
-		if s.keep {
-			s.segs[s.i].release()
-		} else {
-			s.segs[s.i].close()
+		switch seg := s.segs[s.i]; {
+		case seg == nil || seg.gone:
+		case s.keep && !s.windowed:
+			seg.release()
+		case s.keep:
+			// A counting pass over more than a window: the real pass opens it again.
+			seg.close()
+			if !seg.pending {
+				*seg = *s.ring.pendingSegment(seg.entry, seg.size)
+			}
+		default:
+			seg.close()
 		}
 	}
 	s.cur = nil

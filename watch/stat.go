@@ -37,8 +37,20 @@ func (r *Ring) Stat() (Stat, error) {
 		return Stat{}, err
 	}
 	defer closeAll(segs)
-	st := Stat{SegmentSize: m.SegmentSize, SegmentsMax: m.SegmentsMax, Generation: m.Generation, Segments: len(segs)}
-	for _, s := range segs {
+	st := Stat{SegmentSize: m.SegmentSize, SegmentsMax: m.SegmentsMax, Generation: m.Generation}
+	for i, s := range segs {
+		if i > 0 {
+			segs[i-1].close() // at most a window open at once
+		}
+		if s.pending {
+			if err := r.openWindow(segs, i); err != nil {
+				return Stat{}, err
+			}
+		}
+		if s.gone {
+			continue
+		}
+		st.Segments++
 		if s.damage != nil {
 			st.Damage = append(st.Damage, s.damage)
 			continue
