@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,12 +79,14 @@ type Options struct {
 	// SealAfter, when positive, seals the hot segment once it is that old and holds at
 	// least one record, so sealed data reaches takers even at low rates.
 	SealAfter time.Duration
-	// DirMode and FileMode are the permissions of a newly created ring directory and of
-	// every file the producer creates (DefaultDirMode, DefaultFileMode when 0). They are
-	// set explicitly, not filtered through the umask.
+	// DirMode and FileMode are the permissions of a newly created ring directory (and of
+	// each missing directory above it, which Open creates too) and of every file the
+	// producer creates (DefaultDirMode, DefaultFileMode when 0). They are set
+	// explicitly, not filtered through the umask.
 	DirMode, FileMode os.FileMode
-	// GID, when not 0, is the group given to the ring directory and to every file the
-	// producer creates. Use -1 for "no change" explicitly, or leave 0.
+	// GID, when not 0, is the group given to the ring directory, to the directories
+	// above it that Open creates, and to every file the producer creates. Use -1 for
+	// "no change" explicitly, or leave 0.
 	GID int
 	// Logf receives notices the caller may want to show: recovery after a crash,
 	// segments dropped to make room or to lower the retention. Nil discards them.
@@ -207,15 +210,34 @@ func makeDir(dir string, opts Options) error {
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	if err := os.MkdirAll(dir, opts.DirMode.Perm()); err != nil {
-		return fmt.Errorf("create ring directory: %w", err)
-	}
-	if err := os.Chmod(dir, opts.DirMode.Perm()); err != nil {
-		return fmt.Errorf("create ring directory: %w", err)
-	}
-	if opts.GID > 0 {
-		if err := os.Chown(dir, -1, opts.GID); err != nil {
+	// The directories missing on the way, outermost first: each gets the ring
+	// directory's mode and group, so that the readers the group is for can reach it.
+	var missing []string
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("create ring directory: %w", err)
+		}
+		missing = append(missing, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		p := missing[i]
+		if err := os.Mkdir(p, opts.DirMode.Perm()); errors.Is(err, os.ErrExist) && i > 0 {
+			continue // made by another process meanwhile: its mode and group are its own
+		} else if err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create ring directory: %w", err)
+		}
+		if err := os.Chmod(p, opts.DirMode.Perm()); err != nil {
+			return fmt.Errorf("create ring directory: %w", err)
+		}
+		if opts.GID > 0 {
+			if err := os.Chown(p, -1, opts.GID); err != nil {
+				return fmt.Errorf("create ring directory: %w", err)
+			}
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/filering/filering/internal/ringdir"
 	"github.com/filering/filering/internal/ringtest"
 	"github.com/filering/filering/segment"
+	"golang.org/x/sys/unix"
 )
 
 // readAll reads every record of the ring at dir with a plain scan of the manifest's
@@ -261,6 +262,53 @@ func TestWriter_Modes(t *testing.T) {
 		if err != nil || fi.Mode().Perm() != 0o644 {
 			t.Errorf("%s: mode %v, %v", name, fi.Mode().Perm(), err)
 		}
+	}
+}
+
+// TestOpen_Group opens a ring two missing directories deep with a group: the ring
+// directory and both directories Open creates above it get DirMode and the group, so that
+// the group's readers can reach the ring; every file gets FileMode and the group. A
+// directory that already existed keeps its own.
+func TestOpen_Group(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("FILERING_REQUIRE_ROOT") == "1" {
+			t.Fatal("this test needs root")
+		}
+		t.Skip("needs root, to give files a group it is not in")
+	}
+	const gid = 4242
+	top := filepath.Dir(ringtest.Dir(t))
+	dir := filepath.Join(top, "a", "b", "ring")
+	old := umask(0o077)
+	defer umask(old)
+	w, err := Open(dir, Options{DirMode: 0o750, FileMode: 0o640, GID: gid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append([]byte("x"))
+	w.Close()
+	check := func(p string, mode os.FileMode, gid uint32) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := os.FileMode(st.Mode).Perm(); got != mode || st.Gid != gid {
+			t.Errorf("%s: mode %v, group %d; want %v, %d", p, got, st.Gid, mode, gid)
+		}
+	}
+	for _, p := range []string{filepath.Join(top, "a"), filepath.Join(top, "a", "b"), dir} {
+		check(p, 0o750, gid)
+	}
+	for _, name := range []string{"manifest", "lock", segment.Name(1)} {
+		check(filepath.Join(dir, name), 0o640, gid)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(top, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Gid == gid {
+		t.Errorf("%s existed, and got the group", top)
 	}
 }
 
