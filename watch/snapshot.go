@@ -104,7 +104,8 @@ func (r *Ring) Snapshot(sel Selection) (*Snapshot, error) {
 // openLast opens the newest segments holding the last n records from s.start on, and
 // sets where delivery starts and ends. It opens segments newest first until the
 // manifest's counts cover n (a hot segment counting for nothing), all before reading
-// any; then it counts the records of each, newest first, checking each as Next will,
+// any, but at most maxOpen at once: past that, it closes those counted, and Next opens
+// them again; then it counts the records of each, newest first, checking each as Next will,
 // in place (damage ends a segment's count where it ends its delivery: every record of a
 // segment from its start is checked, not only those delivered); when damage leaves the
 // count short, it opens older segments and counts on. It keeps the offsets of the last
@@ -132,10 +133,21 @@ func (r *Ring) openLast(s *Snapshot, n uint64) (*segment.Manifest, error) {
 		var have uint64  // records they hold from s.start on
 		var res *resumeAt
 		found := false
+		open := 0 // segments of segs open now: at most maxOpen
 		for !found && (counted < len(segs) || i >= 0) {
+			if open >= maxOpen {
+				// Make room: the segments counted are opened again when Next reads them.
+				for _, seg := range segs[:counted] {
+					if !seg.pending {
+						seg.close()
+						*seg = *r.pendingSegment(seg.entry, seg.size)
+						open--
+					}
+				}
+			}
 			// Open back until the manifest's counts cover what is still needed.
 			var listed uint64
-			for ; i >= 0 && have+listed < n; i-- {
+			for ; i >= 0 && have+listed < n && open < maxOpen; i-- {
 				seg, err := r.open(es[i], m.SegmentSize)
 				if err == errMissing {
 					missing = append(missing, es[i].Name)
@@ -145,6 +157,7 @@ func (r *Ring) openLast(s *Snapshot, n uint64) (*segment.Manifest, error) {
 					return fail(err)
 				}
 				segs = append(segs, seg)
+				open++
 				if seg.damage == nil && es[i].Sealed {
 					listed += es[i].LastSeq - max(es[i].FirstSeq, s.start) + 1
 				}

@@ -109,28 +109,31 @@ func TestSnapshot_Windows(t *testing.T) {
 			t.Fatalf("remove=%v: %d segment files left open after Close", remove, n)
 		}
 	}
-	// Since with Last counts first, over every window, then reads the last ones again.
-	s, err := openRing(t, dir).Snapshot(Selection{Since: time.Unix(1, 0), Last: 2000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []uint64
-	most := openSegments(t)
-	for s.Next() {
-		got = append(got, s.Record().Seq)
-		if len(got)%7 == 0 {
-			most = max(most, openSegments(t))
+	// Last counts newest first, over more than a window, then reads them again; with
+	// Since, it counts oldest first, over every window.
+	for _, sel := range []Selection{{Last: 2000}, {Since: time.Unix(1, 0), Last: 2000}} {
+		s, err := openRing(t, dir).Snapshot(sel)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	s.Close()
-	if most > maxOpen {
-		t.Fatalf("since and last: %d segment files open at once", most)
-	}
-	if s.Err() != nil || len(got) != 2000 || got[0] != last-2000+1-(gone.LastSeq-gone.FirstSeq+1) || got[1999] != last {
-		t.Fatalf("since and last 2000: %d records, %v; want 2000 ending at %d", len(got), s.Err(), last)
-	}
-	if n := openSegments(t); n != 0 {
-		t.Fatalf("since and last: %d segment files left open", n)
+		var got []uint64
+		most := openSegments(t)
+		for s.Next() {
+			got = append(got, s.Record().Seq)
+			if len(got)%7 == 0 {
+				most = max(most, openSegments(t))
+			}
+		}
+		s.Close()
+		if most > maxOpen {
+			t.Fatalf("%+v: %d segment files open at once", sel, most)
+		}
+		if s.Err() != nil || len(got) != 2000 || got[0] != last-2000+1-(gone.LastSeq-gone.FirstSeq+1) || got[1999] != last {
+			t.Fatalf("%+v: %d records, %v; want 2000 ending at %d", sel, len(got), s.Err(), last)
+		}
+		if n := openSegments(t); n != 0 {
+			t.Fatalf("%+v: %d segment files left open", sel, n)
+		}
 	}
 	st, err := openRing(t, dir).Stat()
 	if err != nil || st.Segments != 299 || st.Records != last-first+1-(gone.LastSeq-gone.FirstSeq+1) || len(st.Damage) != 0 {
