@@ -1,8 +1,9 @@
 """Ring: a ring directory, and consistent snapshots of its records (docs/FORMAT.md, "Reading").
 
 A Ring is a path and nothing more: each snapshot opens the directory, reads the manifest
-and opens the segments it needs, so a ring created anew at the same path is read as it is
-now. Followers and takers hold the directory open themselves.
+and opens the segments it needs, at most 64 at a time (a window of the manifest's entries,
+read and closed before the next is opened), so a ring created anew at the same path is
+read as it is now. Followers and takers hold the directory open themselves.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from ._errors import Loss
     from ._follow import AsyncFollower, Follower
     from ._format import Record
-    from ._manifest import Manifest
+    from ._manifest import Entry, Manifest
     from ._segment import Segment
     from ._take import Taker
 
@@ -36,6 +37,10 @@ __all__ = ["Ring", "Stat", "open"]
 # How often a reader starts over because the producer retired segments while it opened
 # them (docs/FORMAT.md, "Reading", step 2).
 MAX_RETRIES = 100
+
+# How many segment files a snapshot holds open at once, at most: it reads a longer ring
+# in windows of this many entries of its manifest (docs/FORMAT.md, "Reading", step 2).
+MAX_OPEN = 64
 
 
 def open(path: "Union[str, os.PathLike[str]]") -> "Ring":  # noqa: A001 (the package's verb)
@@ -120,15 +125,59 @@ def _count(name: str, value: "Optional[int]") -> "Optional[int]":
 
 
 class _Opened(object):
-    """_Opened is the set of segments a snapshot holds open, and what it knows of the ring."""
+    """_Opened is a snapshot's segments, a window at a time, and what it knows of the ring.
 
-    __slots__ = ("manifest", "segs", "floor")
+    segs is the window held open (at most MAX_OPEN segments); the entries of the same
+    manifest after it are opened by name when each() reaches them.
+    """
 
-    def __init__(self, manifest: "Manifest", segs: "List[Segment]") -> None:
+    __slots__ = ("manifest", "segs", "floor", "dfd", "path", "rest", "pos")
+
+    def __init__(self, manifest: "Manifest", segs: "List[Segment]", dfd: int = -1, path: str = "", rest: "Optional[List[Entry]]" = None) -> None:
         self.manifest = manifest
         self.segs = segs
         hot = manifest.hot()
         self.floor = hot[2] if hot is not None else manifest.next_seq()
+        self.dfd = dfd
+        self.path = path
+        self.rest = rest or []  # the entries of the windows after the first
+        self.pos = 0  # the first entry of rest not opened yet
+
+    def next_window(self) -> bool:
+        """next_window closes the window held and opens the next one that has a segment.
+
+        Up to MAX_OPEN entries are opened by name; a file that is gone was taken or
+        retired meanwhile and is skipped, without reading the manifest again (names are
+        never reused). It reports whether a window is open; False when none is left.
+        """
+        self.close()
+        size = self.manifest.segment_size
+        while self.pos < len(self.rest):
+            window = self.rest[self.pos : self.pos + MAX_OPEN]
+            self.pos += len(window)
+            segs = []  # type: List[Segment]
+            try:
+                for e in window:
+                    seg = open_segment(self.dfd, self.path, e, size)
+                    if seg is not None:
+                        segs.append(seg)
+            except BaseException:
+                for s in segs:
+                    s.close()
+                raise
+            self.segs = segs
+            if segs:
+                return True
+        return False
+
+    def each(self) -> "Iterator[Segment]":
+        """each yields the snapshot's segments, oldest first, opening each window when it
+        is reached and closing the one before; close() closes what is held."""
+        while True:
+            for seg in self.segs:
+                yield seg
+            if not self.next_window():
+                return
 
     def close(self) -> None:
         for s in self.segs:
@@ -152,21 +201,23 @@ def _still_listed(dfd: int, path: str, m: "Manifest", missing: "List[str]") -> b
 
 
 def open_set(dfd: int, path: str, start: int) -> _Opened:
-    """open_set opens every listed segment that can hold records from sequence start on.
+    """open_set opens the first window of the listed segments that can hold records from
+    sequence start on: at most MAX_OPEN of them (docs/FORMAT.md, "Reading", step 2).
 
-    All are opened before any is read, so that the set is consistent; damaged ones are
-    in the set, with their damage; missing ones (taken, or retired meanwhile) are not.
+    All of the window are opened before any is read, so that the set is consistent;
+    damaged ones are in it, with their damage; missing ones (taken, or retired
+    meanwhile) are not. The later entries of the same manifest are opened a window at a
+    time by the returned _Opened's each(), their missing files skipped.
     """
     attempt = 0
     while True:
         m = read_manifest(dfd, path)
         size = m.segment_size
+        es = [e for e in m.segments if not (e[4] and e[3] < start)]
         segs = []  # type: List[Segment]
         missing = []
         try:
-            for e in m.segments:
-                if e[4] and e[3] < start:
-                    continue
+            for e in es[:MAX_OPEN]:
                 seg = open_segment(dfd, path, e, size)
                 if seg is None:
                     missing.append(e[0])
@@ -177,7 +228,7 @@ def open_set(dfd: int, path: str, start: int) -> _Opened:
                 s.close()
             raise
         if not missing or attempt >= MAX_RETRIES or _still_listed(dfd, path, m, missing):
-            return _Opened(m, segs)
+            return _Opened(m, segs, dfd, path, es[MAX_OPEN:])
         for s in segs:
             s.close()
         attempt += 1
@@ -198,10 +249,14 @@ def _read_last(dfd: int, path: str, n: int, start: int) -> "Tuple[List[_Batch], 
     """_read_last reads the last n records from sequence start on.
 
     It opens segments newest first until the manifest's counts cover n (a hot segment
-    counting for nothing), all before reading any; then it reads them, newest first,
-    keeping the last records each can give; when damage leaves the count short, it
-    opens older segments and reads on. It returns the batches oldest first, and the
-    ring's next sequence number as the manifest shows it.
+    counting for nothing), all before reading any, but at most MAX_OPEN at once; then
+    it reads them, newest first, keeping the last records each can give, and closes
+    each once read. When they were not enough (more than MAX_OPEN segments, or damage
+    left the count short), it opens older segments and reads on. A segment is read
+    when it is counted, so none is opened twice (docs/FORMAT.md, "Reading", step 2).
+    Missing segments are skipped, after one manifest re-read for all of them (a changed
+    generation that no longer lists them starts over). It returns the batches oldest
+    first, and the ring's next sequence number as the manifest shows it.
     """
     attempt = 0
     while True:
@@ -213,11 +268,11 @@ def _read_last(dfd: int, path: str, n: int, start: int) -> "Tuple[List[_Batch], 
         batches = {}  # type: Dict[int, _Batch]
         try:
             i = len(es) - 1
-            counted = 0
+            counted = 0  # opened[:counted] are read, and closed
             have = 0
             while have < n and (counted < len(opened) or i >= 0):
                 listed = 0
-                while i >= 0 and have + listed < n:
+                while i >= 0 and have + listed < n and len(opened) - counted < MAX_OPEN:
                     e = es[i]
                     seg = open_segment(dfd, path, e, size)
                     if seg is None:
@@ -230,14 +285,16 @@ def _read_last(dfd: int, path: str, n: int, start: int) -> "Tuple[List[_Batch], 
                 while counted < len(opened) and have < n:
                     index, seg = opened[counted]
                     counted += 1
-                    if seg.damage is not None:
-                        batches[index] = _Batch([], seg.damage, 0)
-                        continue
-                    c = Cursor(seg)
-                    recs = c.read(start, keep=n - have)
-                    batches[index] = _Batch(recs, c.error, c.seq - 1)
-                    have += len(recs)
-                    seg.close()
+                    try:
+                        if seg.damage is not None:
+                            batches[index] = _Batch([], seg.damage, 0)
+                            continue
+                        c = Cursor(seg)
+                        recs = c.read(start, keep=n - have)
+                        batches[index] = _Batch(recs, c.error, c.seq - 1)
+                        have += len(recs)
+                    finally:
+                        seg.close()
         finally:
             for _, seg in opened:
                 seg.close()
@@ -258,8 +315,11 @@ def snapshot(
     """snapshot yields the batches of a consistent snapshot of the ring at path, oldest first.
 
     start keeps sequence numbers from start on, since (ns) times from since on, last
-    the last records of those. The segments are opened when the first batch is asked
-    for, and read one at a time. With dfd, the ring directory is that descriptor.
+    the last records of those. The segments are opened a window of at most MAX_OPEN
+    (64) at a time, the first when the first batch is asked for, each of the next when
+    it is reached, and read one at a time; the read ends where the manifest read first
+    ends. Closing the generator early closes what it holds. With dfd, the ring
+    directory is that descriptor.
     """
     own = dfd is None
     if own:
@@ -275,13 +335,13 @@ def snapshot(
         opened = open_set(dfd, path, start)  # type: ignore[arg-type]
         try:
             if last is None:
-                for seg in opened.segs:
+                for seg in opened.each():
                     yield _read_one(seg, start, since, None)
                 return
             # Last and since: keep the last records that pass, at most last of them.
             kept = []  # type: List[_Batch]
             total = 0
-            for seg in opened.segs:
+            for seg in opened.each():
                 b = _read_one(seg, start, since, last)
                 kept.append(b)
                 total += len(b.records)
@@ -419,7 +479,10 @@ class Ring(object):
         at or after since (an int of ns since the epoch, a datetime, or a timedelta:
         that long ago); last then keeps the last `last` of those (counting records,
         not sequence numbers). None selects everything. Sequence numbers strictly
-        increase; they may jump (a segment was taken, or lost).
+        increase; they may jump (a segment was taken, or lost). At most 64 segment
+        files are open at once: a longer ring is read a window of its manifest at a
+        time, and a segment gone before its window is reached is skipped; last alone
+        walks back from the newest segment, 64 at a time, each read when counted.
 
         Damage (a CorruptionError naming the file and offset) raises, unless on_damage
         is given: then each is passed to it, in the order of the manifest, and the
@@ -516,7 +579,7 @@ class Ring(object):
                 first_seq=0,
                 last_seq=0,
                 records=0,
-                segments=len(opened.segs),
+                segments=0,
                 segments_max=m.segments_max,
                 segment_size=m.segment_size,
                 hot_segment="",
@@ -526,7 +589,8 @@ class Ring(object):
                 damage=[],
             )
             try:
-                for seg in opened.segs:
+                for seg in opened.each():
+                    st.segments += 1
                     if seg.damage is not None:
                         st.damage.append(seg.damage)
                         continue
