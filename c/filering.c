@@ -64,6 +64,7 @@
 #define BIG_RECORD (1u << 20)         /* above this a record's CRC is checked in place first */
 #define READ_WINDOW (8u << 20)        /* a reader releases mapped pages behind it by this */
 #define MAX_RETRIES 100               /* reader restarts when the producer rolls meanwhile */
+#define MAX_OPEN 64                   /* segment files a reader holds open at once (a window) */
 
 #define WAKE_QUIET_NS 100000ll   /* a record after a pause this long is announced at once */
 #define WAKE_MIN_NS 100000ll     /* during a burst, announce every 0.1 ms at first, */
@@ -3064,9 +3065,11 @@ struct filering_reader {
 	struct manifest m, m2;
 	/* the snapshot */
 	int started, ended, in_snap, skip_pending;
-	struct seg *segs;
+	struct seg *segs; /* the window being read: at most MAX_OPEN */
 	size_t nsegs, capsegs, si;
 	int si_open;
+	size_t wnext;   /* the entry of r->m where the next window starts (r->m.n: none) */
+	uint64_t wfrom; /* windows leave out sealed entries that end before this */
 	struct scanner sc; /* over segs[si], or over cur for a follower */
 	uint64_t start, end, seen, filtered, prev, floor;
 	int64_t since;
@@ -3354,13 +3357,15 @@ static int still_listed(filering_reader *r, const struct manifest *m)
 	return 1;
 }
 
-/* open_set reads the manifest and opens the listed segments that may hold records from
- * sequence from on, all before reading any, so that the set is consistent; missing ones
- * are left out (and the whole starts over when the producer retired them meanwhile). */
-static int open_set(filering_reader *r, uint64_t from)
+/* open_set reads the manifest and opens the first window of the listed segments that may
+ * hold records from sequence from on: at most max entries, all before reading any, so
+ * that the set is consistent; missing ones are left out (and the whole starts over when
+ * the producer retired them meanwhile). The entries after it are read later, a window at
+ * a time (next_window), so that at most MAX_OPEN segment files are open at once. */
+static int open_set(filering_reader *r, uint64_t from, size_t max)
 {
 	struct seg s;
-	size_t i;
+	size_t i, k;
 	int attempt, rc;
 
 	for (attempt = 0;; attempt++) {
@@ -3369,9 +3374,10 @@ static int open_set(filering_reader *r, uint64_t from)
 		if ((rc = rmanifest(r, &r->m)) != 0)
 			return rc;
 		r->size = r->m.segment_size;
-		for (i = 0; i < r->m.n; i++) {
+		for (i = 0, k = 0; i < r->m.n && k < max; i++) {
 			if (r->m.e[i].sealed && r->m.e[i].last < from)
 				continue;
+			k++;
 			rc = seg_open(r->dirfd, &r->m.e[i], r->size, &s);
 			if (rc == 1)
 				rc = push_missing(r, r->m.e[i].num);
@@ -3382,9 +3388,50 @@ static int open_set(filering_reader *r, uint64_t from)
 				return rerr(r, rc, NULL, -1, "open segments: %s", strerror(-rc));
 			}
 		}
+		r->wnext = i;
 		if (r->nmissing == 0 || attempt >= MAX_RETRIES || still_listed(r, &r->m))
 			return 0;
 	}
+}
+
+/* next_window closes the window read and opens the next one: the next entries of the
+ * manifest the read started with (r->m), at most MAX_OPEN, one fewer while a follower
+ * holds a segment open, by name (docs/FORMAT.md, reading step 2). One that is missing is
+ * skipped without reading the manifest again: it was taken or retired meanwhile, and
+ * names are never reused. Entries that end before the start or begin after the end are
+ * not opened. Returns 0, or -EMFILE, -ENFILE, -ENOMEM with nothing open, the window to be
+ * opened again at the next call. */
+static int next_window(filering_reader *r)
+{
+	size_t i, k, max = MAX_OPEN;
+	const struct mentry *e;
+	struct seg s;
+	int rc;
+
+	close_segs(r);
+	if (r->have_cur && r->cur.fd >= 0)
+		max--;
+	for (i = r->wnext, k = 0; i < r->m.n && k < max; i++) {
+		e = &r->m.e[i];
+		if (e->sealed && e->last < r->start)
+			continue;
+		if (r->end && e->first > r->end) {
+			i = r->m.n;
+			break;
+		}
+		k++;
+		rc = seg_open(r->dirfd, e, r->size, &s);
+		if (rc == 1)
+			continue; /* taken or retired since the manifest was read */
+		if (rc == 0 && (rc = push_seg(r, &s)) != 0)
+			seg_close(&s, r->size);
+		if (rc < 0) {
+			close_segs(r);
+			return rerr(r, rc, NULL, -1, "open segments: %s", strerror(-rc));
+		}
+	}
+	r->wnext = i;
+	return 0;
 }
 
 /* count_seg reads the records of s from sequence start on, checking each as delivery
@@ -3412,10 +3459,13 @@ static uint64_t count_seg(filering_reader *r, struct seg *s, uint64_t start, uin
 
 /* open_last opens the newest segments holding the last n records from r->start on, and
  * sets where delivery starts and ends. It opens segments newest first until the
- * manifest's counts cover n (a hot segment counting for nothing), all before reading any;
- * then it counts the records of each, newest first; when damage leaves the count short,
- * it opens older segments and counts on. Records of one segment have consecutive
- * sequence numbers, so where the n-th newest is follows from the counts. */
+ * manifest's counts cover n (a hot segment counting for nothing), all before reading any,
+ * but at most MAX_OPEN at once; then it counts the records of each, newest first; when
+ * damage leaves the count short, or MAX_OPEN were not enough, it opens older segments
+ * and counts on, closing first those counted when MAX_OPEN are open: delivery opens
+ * those again by name, a window at a time after the ones still open (r->wnext). Records
+ * of one segment have consecutive sequence numbers, so where the n-th newest is follows
+ * from the counts. */
 static int open_last(filering_reader *r, uint64_t n)
 {
 	uint64_t from = r->start, have, listed, c, newest, k;
@@ -3439,7 +3489,11 @@ static int open_last(filering_reader *r, uint64_t n)
 		have = 0;
 		found = 0;
 		while (!found && (counted < r->nsegs || i >= (long)i0)) {
-			for (listed = 0; i >= (long)i0 && have + listed < n; i--) {
+			if (r->nsegs >= MAX_OPEN) {
+				close_segs(r); /* all counted: make room */
+				counted = 0;
+			}
+			for (listed = 0; i >= (long)i0 && have + listed < n && r->nsegs < MAX_OPEN; i--) {
 				const struct mentry *e = &r->m.e[i];
 				int opened;
 				rc = seg_open(r->dirfd, e, r->size, &s);
@@ -3468,6 +3522,9 @@ static int open_last(filering_reader *r, uint64_t n)
 				}
 			}
 		}
+		/* Delivery opens again the entries after the newest segment still open (all that
+		 * were counted, when none is). */
+		r->wnext = r->nsegs > 0 ? (size_t)manifest_find(&r->m, r->segs[0].e.num) + 1 : (size_t)(i + 1);
 		/* Oldest first, as delivery reads them. */
 		for (a = 0, b = r->nsegs; a + 1 < b; a++, b--) {
 			t = r->segs[a];
@@ -3481,55 +3538,92 @@ static int open_last(filering_reader *r, uint64_t n)
 	}
 }
 
+/* What keep_last keeps: the sequence numbers of the last n records that pass (a ring of
+ * len, growing up to n, pos its oldest once full), and how many passed. */
+struct keep {
+	uint64_t *seqs, n, total, pos;
+	size_t len, cap;
+};
+
+/* keep_seg counts the records of s that pass the filters into k. Returns 0 or -ENOMEM. */
+static int keep_seg(filering_reader *r, struct seg *s, struct keep *k)
+{
+	struct scanner sc;
+
+	if (seg_map(s, r->size) != 0)
+		return 0;
+	memset(&sc, 0, sizeof sc);
+	scan_init(&sc, s->b, r->size, s->h.first);
+	while (cur_next(s, &sc, SCAN_CHECK) == 1) {
+		if (sc.seq < r->start || sc.time < r->since)
+			continue;
+		if (k->len < k->n) {
+			if (k->len == k->cap) {
+				size_t nc = k->cap ? 2 * k->cap : 64;
+				uint64_t *p;
+				if (nc > k->n)
+					nc = (size_t)k->n;
+				if (!(p = (uint64_t *)realloc(k->seqs, nc * sizeof *p)))
+					return -ENOMEM;
+				k->seqs = p;
+				k->cap = nc;
+			}
+			k->seqs[k->len++] = sc.seq;
+		} else {
+			k->seqs[k->pos] = sc.seq;
+			k->pos = (k->pos + 1) % k->n;
+		}
+		k->total++;
+	}
+	seg_release(s, r->size);
+	return 0;
+}
+
 /* keep_last handles last combined with since: a first pass counts what passes the
  * filters, keeping the sequence numbers of the last n (memory for at most as many
- * records as are delivered), and raises the start so that only those remain. */
+ * records as are delivered), and raises the start so that only those remain. The pass
+ * reads the first window, which stays open for delivery, then the entries after it one
+ * at a time, opened by name and closed (open_set left room for one more file). */
 static int keep_last(filering_reader *r, uint64_t n)
 {
-	uint64_t *seqs = NULL, total = 0, pos = 0;
-	size_t len = 0, cap = 0, i;
-	struct scanner sc;
-	struct seg *s;
+	const struct mentry *e;
+	struct keep k;
+	struct seg s;
+	size_t i;
+	int rc = 0;
 
-	for (i = 0; i < r->nsegs; i++) {
-		s = &r->segs[i];
-		if (seg_map(s, r->size) != 0)
+	memset(&k, 0, sizeof k);
+	k.n = n;
+	for (i = 0; i < r->nsegs && rc == 0; i++)
+		rc = keep_seg(r, &r->segs[i], &k);
+	for (i = r->wnext; i < r->m.n && rc == 0; i++) {
+		e = &r->m.e[i];
+		if (e->sealed && e->last < r->start)
 			continue;
-		memset(&sc, 0, sizeof sc);
-		scan_init(&sc, s->b, r->size, s->h.first);
-		while (cur_next(s, &sc, SCAN_CHECK) == 1) {
-			if (sc.seq < r->start || sc.time < r->since)
-				continue;
-			if (len < n) {
-				if (len == cap) {
-					size_t nc = cap ? 2 * cap : 64;
-					uint64_t *p;
-					if (nc > n)
-						nc = (size_t)n;
-					if (!(p = (uint64_t *)realloc(seqs, nc * sizeof *p))) {
-						free(seqs);
-						return rerr(r, -ENOMEM, NULL, -1, "%s", strerror(ENOMEM));
-					}
-					seqs = p;
-					cap = nc;
-				}
-				seqs[len++] = sc.seq;
-			} else {
-				seqs[pos] = sc.seq;
-				pos = (pos + 1) % n;
-			}
-			total++;
+		rc = seg_open(r->dirfd, e, r->size, &s);
+		if (rc == 1) {
+			rc = 0; /* taken or retired meanwhile */
+			continue;
 		}
-		seg_release(s, r->size);
+		if (rc < 0) {
+			free(k.seqs);
+			return rerr(r, rc, NULL, -1, "open segments: %s", strerror(-rc));
+		}
+		rc = keep_seg(r, &s, &k);
+		seg_close(&s, r->size);
 	}
-	if (total == 0) {
+	if (rc != 0) {
+		free(k.seqs);
+		return rerr(r, rc, NULL, -1, "%s", strerror(-rc));
+	}
+	if (k.total == 0) {
 		r->start = SEQ_LIMIT;
 	} else {
-		if (total > n && seqs[pos] > r->start)
-			r->start = seqs[pos];
-		r->end = seqs[(pos + len - 1) % len];
+		if (k.total > n && k.seqs[k.pos] > r->start)
+			r->start = k.seqs[k.pos];
+		r->end = k.seqs[(k.pos + k.len - 1) % k.len];
 	}
-	free(seqs);
+	free(k.seqs);
 	return 0;
 }
 
@@ -3551,7 +3645,8 @@ static int snap_open(filering_reader *r)
 		rc = open_last(r, sel->last);
 		r->last_skip = 1; /* counting checked every record before the start */
 	} else {
-		rc = open_set(r, sel->from);
+		/* keep_last reads the entries after the first window while it is open */
+		rc = open_set(r, sel->from, sel->last > 0 ? MAX_OPEN - 1 : MAX_OPEN);
 	}
 	if (rc != 0)
 		return rc;
@@ -3574,9 +3669,10 @@ static void snap_finish(filering_reader *r)
 	r->si++;
 }
 
-/* snap_next delivers the next selected record of the snapshot: FILERING_RECORD, 0 at
- * the end, a damage code (the segment is skipped at the next call: skip_pending), or
- * -ENOMEM. */
+/* snap_next delivers the next selected record of the snapshot, opening the next window
+ * when the read reaches it: FILERING_RECORD, 0 at the end, a damage code (the segment is
+ * skipped at the next call: skip_pending), -ENOMEM, or -EMFILE, -ENFILE (the window is
+ * opened again at the next call). */
 static int snap_next(filering_reader *r, filering_record *rec)
 {
 	struct seg *s;
@@ -3585,8 +3681,13 @@ static int snap_next(filering_reader *r, filering_record *rec)
 
 	for (;;) {
 		if (!r->si_open) {
-			if (r->si >= r->nsegs)
-				return 0;
+			if (r->si >= r->nsegs) {
+				if (r->wnext >= r->m.n)
+					return 0;
+				if ((rc = next_window(r)) != 0)
+					return rc;
+				continue;
+			}
 			s = &r->segs[r->si];
 			if ((s->e.sealed && s->e.last < r->start) || (r->end && s->e.first > r->end)) {
 				snap_finish(r); /* outside the selection, damaged or not */
@@ -3626,6 +3727,7 @@ static int snap_next(filering_reader *r, filering_record *rec)
 		if (r->end && r->sc.seq > r->end) {
 			snap_finish(r);
 			r->si = r->nsegs;
+			r->wnext = r->m.n;
 			return 0;
 		}
 		r->seen = r->sc.seq;

@@ -282,7 +282,11 @@ typedef struct filering_record {
  * follower waits for the directory and the ring to appear, and then delivers every
  * record from sequence max(sel->from, 1) on unless sel asks for last or since. It reads
  * nothing else: the first filering_reader_next does. A reader needs only read permission
- * and never locks. */
+ * and never locks. It holds at most 64 segment files open at once: a read of more
+ * segments opens them in windows of 64 entries of the manifest it started with, the
+ * first all before reading any, each next one when the read reaches it, skipping a
+ * segment removed meanwhile (a follower reports its records as lost); see
+ * docs/FORMAT.md, "Reading: a consistent snapshot", step 2. */
 int filering_reader_open(const char *dir, int flags, const filering_selection *sel,
                          filering_reader **out);
 

@@ -12,6 +12,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "tjson.h"
@@ -1148,6 +1149,350 @@ static void test_reader_follow(void)
 	no_inotify = 0;
 }
 
+/* ---- windows: at most 64 segment files open (docs/FORMAT.md, reading step 2) ------------- */
+
+/* many_ring writes a ring of more than 300 sealed segments of 4 KiB (records "K", about
+ * 126 a segment, none retired) and loads its manifest into m. Returns how many records
+ * it holds. */
+static uint64_t many_ring(const char *dir, struct manifest *m)
+{
+	filering_options o = small_opts(4096, 400);
+	filering_writer *w;
+	unsigned char *buf = NULL;
+	size_t cap = 0;
+	char why[300];
+	uint64_t n = 0;
+	int fd, notreg;
+
+	memset(m, 0, sizeof *m);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return 0;
+	CHECK_EQ(append_n(w, 38000), 0);
+	n = filering_writer_next_seq(w) - 1;
+	CHECK_EQ(filering_writer_close(w), 0);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_EQ(read_manifest(fd, m, &buf, &cap, &notreg, why, sizeof why), 0);
+	close(fd);
+	free(buf);
+	CHECK(m->n > 300);
+	CHECK_EQ(n, 38000);
+	return n;
+}
+
+/* seg_fds counts this process's descriptors open on a *.seg file. */
+static int seg_fds(void)
+{
+	char path[300], target[PATH_MAX];
+	struct dirent *d;
+	DIR *dp = opendir("/proc/self/fd");
+	ssize_t k;
+	int n = 0;
+
+	if (!dp)
+		return -1;
+	while ((d = readdir(dp)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fd/%s", d->d_name);
+		k = readlink(path, target, sizeof target - 1);
+		if (k >= 4 && memcmp(target + k - 4, ".seg", 4) == 0)
+			n++;
+	}
+	closedir(dp);
+	return n;
+}
+
+/* read_all reads events from r (a snapshot to its end, or a follower until it delivers
+ * until or waits idle for a second), checking that records are in order and hold their
+ * numbers, and noting gaps in sequence numbers, losses, errors and (count_fds) the most
+ * segment files open after any event. */
+struct readres {
+	uint64_t n, first, last, gap_from, gap_to, lost_from, lost_to;
+	int gaps, losses, errors, bad, maxfds;
+	const char *err_kind;
+	char err_file[32];
+};
+
+static void read_all(filering_reader *r, uint64_t until, int count_fds, struct readres *s)
+{
+	filering_record rec;
+	char b[32];
+	int rc, idle = 0, k;
+
+	memset(s, 0, sizeof *s);
+	while (idle < 20 && (!until || s->last < until)) {
+		rc = filering_reader_next(r, &rec, until ? 50 : 0);
+		if (count_fds && (k = seg_fds()) > s->maxfds)
+			s->maxfds = k;
+		if (rc == 0) {
+			if (!until)
+				break;
+			idle++;
+			continue;
+		}
+		idle = 0;
+		if (rc == FILERING_LOSS) {
+			filering_reader_loss(r, &s->lost_from, &s->lost_to);
+			s->losses++;
+		} else if (rc == FILERING_RECORD) {
+			snprintf(b, sizeof b, "%llu", (unsigned long long)rec.seq);
+			if (rec.len != strlen(b) || memcmp(rec.data, b, rec.len) != 0 || (s->n && rec.seq <= s->last))
+				s->bad++;
+			if (s->n && rec.seq > s->last + 1) {
+				s->gaps++;
+				s->gap_from = s->last + 1;
+				s->gap_to = rec.seq - 1;
+			}
+			if (!s->n)
+				s->first = rec.seq;
+			s->last = rec.seq;
+			s->n++;
+		} else {
+			s->errors++;
+			s->err_kind = filering_reader_error_kind(r);
+			snprintf(s->err_file, sizeof s->err_file, "%s",
+			         filering_reader_error_file(r) ? filering_reader_error_file(r) : "");
+			if (rc > 0 || (!filering_is_damage(rc) && (!until || s->errors > 20)))
+				break;
+		}
+	}
+}
+
+/* in_child runs fn(arg) in a child process whose RLIMIT_NOFILE soft limit is nofile, so
+ * that the other tests keep theirs; returns whether every check in it passed. */
+static int in_child(rlim_t nofile, void (*fn)(void *), void *arg)
+{
+	struct rlimit rl;
+	pid_t pid;
+	int st;
+
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) < 0)
+		return 0;
+	if (pid == 0) {
+		if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		rl.rlim_cur = nofile;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		test_failures = 0;
+		fn(arg);
+		fflush(stderr);
+		_exit(test_failures ? 1 : 0);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+struct many {
+	const char *dir;
+	uint64_t n;
+};
+
+static void read_many_limited(void *arg)
+{
+	const struct many *a = (const struct many *)arg;
+	filering_selection sel;
+	filering_reader *r;
+	struct readres s;
+
+	/* Everything, in order, none missing. */
+	CHECK_EQ(filering_reader_open(a->dir, 0, NULL, &r), 0);
+	read_all(r, 0, 0, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, a->n);
+	CHECK_EQ(s.first, 1);
+	CHECK_EQ(s.last, a->n);
+	CHECK_EQ(s.gaps + s.bad + s.errors, 0);
+	/* The last N, newest first, more than 64 segments' worth; from a sequence number;
+	 * last with since (a counting pass over every window). */
+	memset(&sel, 0, sizeof sel);
+	sel.last = 30000;
+	CHECK_EQ(filering_reader_open(a->dir, 0, &sel, &r), 0);
+	read_all(r, 0, 1, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, 30000);
+	CHECK_EQ(s.first, a->n - 29999);
+	CHECK_EQ(s.last, a->n);
+	CHECK_EQ(s.gaps + s.bad + s.errors, 0);
+	CHECK(s.maxfds <= 64);
+	memset(&sel, 0, sizeof sel);
+	sel.from = 1000;
+	CHECK_EQ(filering_reader_open(a->dir, 0, &sel, &r), 0);
+	read_all(r, 0, 0, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, a->n - 999);
+	CHECK_EQ(s.gaps + s.bad + s.errors, 0);
+	memset(&sel, 0, sizeof sel);
+	sel.has_since = 1;
+	sel.since_ns = wall_ns() - 3600000000000ll;
+	sel.last = 30000;
+	CHECK_EQ(filering_reader_open(a->dir, 0, &sel, &r), 0);
+	read_all(r, 0, 1, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, 30000);
+	CHECK_EQ(s.first, a->n - 29999);
+	CHECK_EQ(s.gaps + s.bad + s.errors, 0);
+	CHECK(s.maxfds <= 64);
+	/* A follower from the oldest record. */
+	memset(&sel, 0, sizeof sel);
+	sel.from = 1;
+	CHECK_EQ(filering_reader_open(a->dir, FILERING_FOLLOW, &sel, &r), 0);
+	read_all(r, a->n, 0, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, a->n);
+	CHECK_EQ(s.last, a->n);
+	CHECK_EQ(s.gaps + s.bad + s.errors + s.losses, 0);
+}
+
+/* test_reader_windows_limit: a ring of over 300 segments read whole by a process allowed
+ * 80 descriptors (room for a window of 64 and a few more): every record, in order. */
+static void test_reader_windows_limit(void)
+{
+	struct manifest m;
+	struct many a;
+
+	a.dir = ring_in();
+	a.n = many_ring(a.dir, &m);
+	manifest_free(&m);
+	if (test_failures)
+		return;
+	CHECK(in_child(80, read_many_limited, &a));
+}
+
+/* test_reader_windows_open: reading such a ring, never more than 64 segment files are
+ * open at once, for a snapshot or for a follower. */
+static void test_reader_windows_open(void)
+{
+	const char *dir = ring_in();
+	filering_selection sel;
+	filering_reader *r;
+	struct manifest m;
+	struct readres s;
+	uint64_t n = many_ring(dir, &m);
+
+	manifest_free(&m);
+	if (test_failures)
+		return;
+	CHECK_EQ(filering_reader_open(dir, 0, NULL, &r), 0);
+	read_all(r, 0, 1, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, n);
+	CHECK_EQ(s.gaps + s.bad + s.errors, 0);
+	CHECK(s.maxfds > 0 && s.maxfds <= 64);
+	memset(&sel, 0, sizeof sel);
+	sel.from = 1;
+	CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, &sel, &r), 0);
+	read_all(r, n, 1, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, n);
+	CHECK_EQ(s.gaps + s.bad + s.errors + s.losses, 0);
+	CHECK(s.maxfds > 0 && s.maxfds <= 64);
+	CHECK_EQ(seg_fds(), 0);
+}
+
+/* unlink_entry removes the segment file of manifest entry e of the ring in dir. */
+static void unlink_entry(const char *dir, const struct mentry *e)
+{
+	char path[400], name[32];
+
+	seg_name(name, sizeof name, e->num, ".seg");
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	CHECK_EQ(unlink(path), 0);
+}
+
+/* test_reader_windows_gone: a segment of a later window removed after the first window
+ * was opened and partly read is skipped silently, and the read goes on after it;
+ * damage to a segment of a later window is reported as ever, and costs only it. */
+static void test_reader_windows_gone(void)
+{
+	const char *dir = ring_in();
+	filering_reader *r;
+	filering_record rec;
+	struct manifest m;
+	struct readres s;
+	char path[400], name[32];
+	uint64_t n = many_ring(dir, &m), gone, bad;
+	int i, fd;
+
+	if (test_failures) {
+		manifest_free(&m);
+		return;
+	}
+	gone = m.e[150].last - m.e[150].first + 1;
+	bad = m.e[250].last - m.e[250].first + 1;
+	/* Damage the header of a segment of a later window. */
+	seg_name(name, sizeof name, m.e[250].num, ".seg");
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	fd = open(path, O_WRONLY);
+	CHECK(fd >= 0);
+	CHECK_EQ(pwrite(fd, "XXXX", 4, 0), 4);
+	close(fd);
+	CHECK_EQ(filering_reader_open(dir, 0, NULL, &r), 0);
+	for (i = 0; i < 10; i++)
+		CHECK_EQ(filering_reader_next(r, &rec, 0), FILERING_RECORD);
+	unlink_entry(dir, &m.e[150]);
+	read_all(r, 0, 0, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n + 10, n - gone - bad);
+	CHECK_EQ(s.last, n);
+	CHECK_EQ(s.bad, 0);
+	CHECK_EQ(s.gaps, 2);
+	CHECK_EQ(s.gap_from, m.e[250].first);
+	CHECK_EQ(s.gap_to, m.e[250].last);
+	CHECK_EQ(s.errors, 1);
+	CHECK_STR(s.err_kind, "header");
+	CHECK_STR(s.err_file, name);
+	/* Read again: the segment is gone at the start, before the first window. */
+	CHECK_EQ(filering_reader_open(dir, 0, NULL, &r), 0);
+	read_all(r, 0, 0, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n, n - gone - bad);
+	CHECK_EQ(s.errors, 1);
+	manifest_free(&m);
+}
+
+/* test_reader_windows_follow_loss: a follower started from the oldest record reports
+ * the records of a segment removed before it reached it as lost, exactly. */
+static void test_reader_windows_follow_loss(void)
+{
+	const char *dir = ring_in();
+	filering_selection sel;
+	filering_reader *r;
+	filering_record rec;
+	struct manifest m;
+	struct readres s;
+	uint64_t n = many_ring(dir, &m), gone;
+	int i;
+
+	if (test_failures) {
+		manifest_free(&m);
+		return;
+	}
+	gone = m.e[200].last - m.e[200].first + 1;
+	memset(&sel, 0, sizeof sel);
+	sel.from = 1;
+	CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, &sel, &r), 0);
+	for (i = 0; i < 10; i++)
+		CHECK_EQ(filering_reader_next(r, &rec, 1000), FILERING_RECORD);
+	unlink_entry(dir, &m.e[200]);
+	read_all(r, n, 1, &s);
+	filering_reader_close(r);
+	CHECK_EQ(s.n + 10, n - gone);
+	CHECK_EQ(s.last, n);
+	CHECK_EQ(s.bad + s.errors, 0);
+	CHECK_EQ(s.losses, 1);
+	CHECK_EQ(s.lost_from, m.e[200].first);
+	CHECK_EQ(s.lost_to, m.e[200].last);
+	CHECK_EQ(s.gaps, 1);
+	CHECK(s.maxfds <= 64);
+	manifest_free(&m);
+}
+
 /* ---- the conformance corpus ---------------------------------------------------------------- */
 
 static int copy_file(const char *from, const char *to)
@@ -1549,6 +1894,10 @@ int main(int argc, char **argv)
 	run_test("writer/full-fs", test_writer_full_fs);
 	run_test("reader/selection", test_reader_selection);
 	run_test("reader/follow", test_reader_follow);
+	run_test("reader/windows-limit", test_reader_windows_limit);
+	run_test("reader/windows-open", test_reader_windows_open);
+	run_test("reader/windows-gone", test_reader_windows_gone);
+	run_test("reader/windows-follow-loss", test_reader_windows_follow_loss);
 	if (corpus_dir)
 		run_corpus();
 	rm_rf(tmp_root);
