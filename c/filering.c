@@ -2827,7 +2827,9 @@ static int start_segment(filering_writer *w)
 }
 
 /* make_dir creates the ring directory when it does not exist, with the parents it needs,
- * and gives it the directory mode exactly. */
+ * and gives it, and each parent it creates, the directory mode exactly and the group
+ * (gid > 0), so that the group's readers can reach the ring. A parent that existed keeps
+ * its own. */
 static int make_dir(const char *path, unsigned mode, long gid)
 {
 	struct stat st;
@@ -2848,8 +2850,14 @@ static int make_dir(const char *path, unsigned mode, long gid)
 			continue;
 		char save = *s;
 		*s = 0;
-		if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
+		if (mkdir(p, (mode_t)mode) == 0) {
+			/* A parent made here: the ring directory itself is set below. */
+			if (save && (chmod(p, (mode_t)mode) != 0 ||
+			             (gid > 0 && chown(p, (uid_t)-1, (gid_t)gid) != 0)))
+				r = -errno;
+		} else if (errno != EEXIST) {
 			r = -errno;
+		}
 		*s = save;
 		if (!save)
 			break;

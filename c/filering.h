@@ -125,11 +125,12 @@ typedef struct filering_writer filering_writer;
  *   seal_after_ns  when > 0, the hot segment is sealed once it is this old and holds a
  *                  record, so that takers get data at low rates (checked at appends and
  *                  at filering_writer_poll).
- *   dir_mode       permissions of a ring directory the writer creates (default 0750),
+ *   dir_mode       permissions of a ring directory the writer creates, and of each missing
+ *                  directory above it, which it creates too (default 0750),
  *   file_mode      and of every file it creates (default 0640); set exactly, not
  *                  filtered through the umask. Neither may let group or others write.
- *   gid            when > 0, the group given to a directory and files it creates; -1 or
- *                  0: unchanged. */
+ *   gid            when > 0, the group given to the directories and files it creates;
+ *                  -1 or 0: unchanged. */
 typedef struct filering_options {
 	uint64_t segment_size;
 	uint32_t segments;

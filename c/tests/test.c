@@ -618,6 +618,43 @@ static void test_writer_basic(void)
 	CHECK_EQ(s.errors, 0);
 }
 
+/* test_writer_group opens a ring two missing directories deep with a group: the ring
+ * directory and both parents the writer creates get the directory mode and the group, the
+ * files the file mode and the group; the directory that existed keeps its own. Root only
+ * (a group the process is not in), unless FILERING_REQUIRE_ROOT=1 makes that a failure. */
+static void test_writer_group(void)
+{
+	char *top = new_dir(), a[400], b[400], ring[400], path[460];
+	filering_options o = small_opts(16384, 4);
+	filering_writer *w;
+	struct stat st;
+	const char *const files[] = {"manifest", "lock", "0000000000000001.seg"};
+	size_t i;
+
+	if (geteuid() != 0) {
+		const char *req = getenv("FILERING_REQUIRE_ROOT");
+		CHECK(!(req && strcmp(req, "1") == 0));
+		return;
+	}
+	snprintf(a, sizeof a, "%s/a", top);
+	snprintf(b, sizeof b, "%s/a/b", top);
+	snprintf(ring, sizeof ring, "%s/a/b/ring", top);
+	o.dir_mode = 0750;
+	o.file_mode = 0640;
+	o.gid = 4242;
+	CHECK_EQ(filering_writer_open(ring, &o, &w), 0);
+	CHECK_EQ(append_n(w, 3), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK(stat(a, &st) == 0 && (st.st_mode & 07777) == 0750 && st.st_gid == 4242);
+	CHECK(stat(b, &st) == 0 && (st.st_mode & 07777) == 0750 && st.st_gid == 4242);
+	CHECK(stat(ring, &st) == 0 && (st.st_mode & 07777) == 0750 && st.st_gid == 4242);
+	for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", ring, files[i]);
+		CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0640 && st.st_gid == 4242);
+	}
+	CHECK(stat(top, &st) == 0 && st.st_gid != 4242);
+}
+
 static void test_writer_errors(void)
 {
 	char *dir = ring_in(), path[400];
@@ -1888,6 +1925,7 @@ int main(int argc, char **argv)
 	run_test("writer/basic", test_writer_basic);
 	run_test("writer/clock", test_writer_clock);
 	run_test("writer/errors", test_writer_errors);
+	run_test("writer/group", test_writer_group);
 	run_test("writer/recovery", test_writer_recovery);
 	run_test("writer/retention", test_writer_retention);
 	run_test("writer/seal-after-and-wake", test_writer_seal_after_and_wake);
