@@ -76,6 +76,19 @@ def limit(n):
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
+def cat_limited(*args):
+    """cat_limited runs `python3 -m filering cat ARGS` allowed LIMIT open files."""
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(filering.__file__)))]
+    return subprocess.run(
+        [sys.executable, "-m", "filering", "cat"] + list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
+        preexec_fn=limit(LIMIT),
+        timeout=120,
+    )
+
+
 class TestWindows(RingTestCase):
     def setUp(self):
         RingTestCase.setUp(self)
@@ -112,16 +125,8 @@ class TestWindows(RingTestCase):
         self.assertEqual(got["stat"], [SEGMENTS, n, 1, n, 0])
 
     def test_ManySegments_lowFileLimit_cat(self):
-        # The reproduction of the task: `ulimit -n` low, `python3 -m filering cat`.
-        paths = [os.path.dirname(os.path.dirname(os.path.abspath(filering.__file__)))]
-        p = subprocess.run(
-            [sys.executable, "-m", "filering", "cat", self.ring],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
-            preexec_fn=limit(LIMIT),
-            timeout=120,
-        )
+        # `ulimit -n` low, `python3 -m filering cat`.
+        p = cat_limited(self.ring)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.splitlines(), [d for _, _, d in self.want])
 
@@ -387,16 +392,8 @@ class TestWindows(RingTestCase):
         self.assertFalse(got["extra"])
 
     def test_Last_lowFileLimit_cat(self):
-        # The reproduction of the task: `ulimit -n` low, `python3 -m filering cat --last N`.
-        paths = [os.path.dirname(os.path.dirname(os.path.abspath(filering.__file__)))]
-        p = subprocess.run(
-            [sys.executable, "-m", "filering", "cat", "--last", "2000", self.ring],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
-            preexec_fn=limit(LIMIT),
-            timeout=120,
-        )
+        # `ulimit -n` low, `python3 -m filering cat --last N`.
+        p = cat_limited("--last", "2000", self.ring)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.splitlines(), [d for _, _, d in self.want[-2000:]])
 
