@@ -3077,7 +3077,6 @@ struct filering_reader {
 	size_t nsegs, capsegs, si;
 	int si_open;
 	size_t wnext;   /* the entry of r->m where the next window starts (r->m.n: none) */
-	uint64_t wfrom; /* windows leave out sealed entries that end before this */
 	struct scanner sc; /* over segs[si], or over cur for a follower */
 	uint64_t start, end, seen, filtered, prev, floor;
 	int64_t since;

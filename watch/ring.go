@@ -129,9 +129,8 @@ type openSegment struct {
 	committed int64
 	damage    error
 	// pending is set for a listed segment beyond a read's first window, not opened yet
-	// (Ring.openWindow opens it); lazy for one opened so; gone for one found missing
-	// then.
-	pending, lazy, gone bool
+	// (Ring.openWindow opens it); gone for one found missing then.
+	pending, gone bool
 }
 
 // maxOpen is how many segment files a read holds open at once, at most (docs/FORMAT.md,
@@ -158,12 +157,11 @@ func (r *Ring) openWindow(segs []*openSegment, i int) error {
 		o, err := r.open(s.entry, s.size)
 		switch {
 		case err == errMissing:
-			*s = openSegment{entry: s.entry, num: s.num, path: s.path, size: s.size, gone: true}
+			s.pending, s.gone = false, true
 		case err != nil:
 			return err
 		default:
 			*s = *o
-			s.lazy = true
 		}
 		n++
 	}

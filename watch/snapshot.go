@@ -34,17 +34,14 @@ import (
 // one at a time, as they are read, and closed once read. A Snapshot is not safe for
 // concurrent use.
 type Snapshot struct {
-	ring *Ring
-	segs []*openSegment // those beyond the first window pending until their window
-	i    int            // the segment being read, or next to be
-	cur  *cursor        // over segs[i]; nil before it is started
-	keep bool           // a counting pass: segments read are released, not closed
-	// windowed: the counting pass reads more than one window of segments, so it closes
-	// them all as it goes, and the real pass opens them again.
-	windowed bool
-	start    uint64 // first sequence to deliver
-	end      uint64 // last sequence to deliver; 0 for no limit
-	none     bool   // deliver nothing (a Last selection of a ring with no record)
+	ring  *Ring
+	segs  []*openSegment // those beyond the first window pending until their window
+	i     int            // the segment being read, or next to be
+	cur   *cursor        // over segs[i]; nil before it is started
+	keep  bool           // a counting pass: segments read are released, not closed
+	start uint64         // first sequence to deliver
+	end   uint64         // last sequence to deliver; 0 for no limit
+	none  bool           // deliver nothing (a Last selection of a ring with no record)
 	// first is the first segment the selection reads; those before it are passed over
 	// unread, damaged or not. With skip set (Since and Last), the sealed segments that
 	// end before start are passed over too, unless skip holds them: they are damaged,
@@ -312,8 +309,7 @@ func (r *Ring) openSet(from uint64) (*segment.Manifest, []*openSegment, error) {
 // filters, keeping the sequence numbers of the last n (memory for at most as many records
 // as are delivered), and raises the start so that only those remain.
 func (s *Snapshot) keepLast(n int) {
-	c := &Snapshot{ring: s.ring, segs: s.segs, keep: true, start: s.start, since: s.since, filter: s.filter,
-		windowed: len(s.segs) > maxOpen}
+	c := &Snapshot{ring: s.ring, segs: s.segs, keep: true, start: s.start, since: s.since, filter: s.filter}
 	var seqs []uint64
 	pos, total := 0, 0 // once seqs holds n, pos is the slot of the oldest
 	s.skip, s.damaged = true, map[int]bool{}
@@ -465,10 +461,11 @@ func (s *Snapshot) finish() {
 	if s.i < len(s.segs) {
 		switch seg := s.segs[s.i]; {
 		case seg == nil || seg.gone:
-		case s.keep && !s.windowed:
+		case s.keep && len(s.segs) <= maxOpen:
 			seg.release()
 		case s.keep:
-			// A counting pass over more than a window: the real pass opens it again.
+			// A counting pass over more than a window closes what it has read, and
+			// the real pass opens it again.
 			seg.close()
 			if !seg.pending {
 				*seg = *s.ring.pendingSegment(seg.entry, seg.size)
