@@ -682,6 +682,23 @@ func taken() []*ring {
 	r.json().sel(4, 0).sel(14, 0).sel(16, 0).sel(100, 0).sel(0, 15).sel(0, 11).sel(2, 15)
 	out = append(out, r)
 
+	r = newRing("taken-windows", "150 segments, more than a reader holds open at once (64: docs/FORMAT.md, reading step 2), so it reads them in windows: a listed segment missing in the first window (3) and one in the second (100) are skipped silently, a record failing its CRC in the third (segment 130) is reported there; --last counts back across windows and gaps.")
+	r.gen = 8
+	r.segMax = 200
+	for n := uint64(1); n <= 150; n++ {
+		s := r.sealedSeg(n, 2*n-1, 2)
+		switch n {
+		case 3, 100:
+			s.missing()
+		case 130:
+			s.buf[s.offs[1]+24] ^= 0x04
+			s.recordError(1, s.offs[1], KindChecksum)
+		}
+	}
+	r.hotSeg(151, 301, 2)
+	r.json().sel(100, 0).sel(0, 199).sel(250, 0)
+	out = append(out, r)
+
 	r = newRing("taken-present", "Listed sealed segments present only as N.taken (claimed by a taker) and N.damaged (set aside by a taker): the listed names are missing, so both are skipped silently; every other record, exit 0.")
 	r.gen = 8
 	r.sealedSeg(1, 1, 10)
