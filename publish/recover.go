@@ -156,8 +156,8 @@ func (w *Writer) recoverHot(e segment.Entry) error {
 }
 
 // scan finds what a crash can leave in the directory: temporary files, which it removes,
-// and segments created but never listed or dropped from the manifest but not yet
-// removed, which sweep removes once the new manifest is written. scan also learns the highest
+// and segments (and indexes) created but never listed or dropped from the manifest but
+// not yet removed, which sweep removes once the new manifest is written. scan also learns the highest
 // segment number in use, claimed ones included, so that no number is reused. names
 // lists the directory.
 func (w *Writer) scan(names []string) error {
@@ -167,6 +167,16 @@ func (w *Writer) scan(names []string) error {
 		w.highestNumber = max(w.highestNumber, e.Number())
 	}
 	for _, name := range names {
+		if n, ok := segment.ParseName(name, segment.IndexSuffix); ok {
+			// A crash between the index's rename and the segment's leaves an index
+			// whose number no segment has: counting it keeps a new segment from
+			// meeting it.
+			w.highestNumber = max(w.highestNumber, n)
+			if !listed[segment.Name(n)] {
+				w.leftovers = append(w.leftovers, name)
+			}
+			continue
+		}
 		if n, ok := segment.ParseName(name, segment.TakenSuffix); ok {
 			w.highestNumber = max(w.highestNumber, n)
 			continue

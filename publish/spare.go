@@ -1,6 +1,10 @@
 package publish
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/filering/filering/segment"
+)
 
 // start starts the Writer's two goroutines: background (wake-up writes, seal-after) and
 // preparer (spare segments, releasing old mappings). Both stop when w.stop is closed;
@@ -56,10 +60,16 @@ func (w *Writer) removeLater(name string) {
 	}
 }
 
-// remove removes a file of the ring and logs a failure.
+// remove removes a file of the ring and logs a failure. A segment's index goes with
+// it, whether or not a taker took the segment file first.
 func (w *Writer) remove(name string) {
 	if err := w.fs.remove(name); err != nil {
 		w.opts.Logf("%v", err)
+	}
+	if n, ok := segment.ParseName(name, segment.SegmentSuffix); ok {
+		if err := w.fs.remove(segment.IndexName(n)); err != nil {
+			w.opts.Logf("%v", err)
+		}
 	}
 }
 

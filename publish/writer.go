@@ -169,6 +169,16 @@ type hotSegment struct {
 	off     int    // offset of the next record
 	count   uint64 // records in the segment
 	created time.Time
+	// The segment's index, if it has one. A record at or after indexAt completes an
+	// index entry; indexAt is segment.NoEntryDue without an index.
+	idx     *index
+	ix      *segment.IndexWriter
+	indexAt int
+}
+
+// indexed stores the index entries the record at off, just published, completes.
+func (h *hotSegment) indexed(off int) {
+	h.indexAt = h.ix.Published(off, h.count)
 }
 
 // Open opens the ring in dir, creating the directory and the ring if they do not exist,
@@ -320,7 +330,11 @@ func (w *Writer) Append(p []byte) (uint64, error) {
 	if h := w.hot; h != nil && !w.closed && !w.rolling && !w.dirty && h.off+segment.RecordSpan(len(p)) <= len(h.b) {
 		now := w.clock.now()
 		seq := w.next
-		h.off = segment.PutRecord(h.b, h.off, seq, now, p)
+		off := h.off
+		h.off = segment.PutRecord(h.b, off, seq, now, p)
+		if off >= h.indexAt {
+			h.indexed(off)
+		}
 		h.count++
 		w.next++
 		w.announce(now)
@@ -383,7 +397,11 @@ func (w *Writer) appendLocked(ps [][]byte) (first uint64, n int, err error) {
 			}
 			h = w.hot
 		}
-		h.off = segment.PutRecord(h.b, h.off, w.next, now, p)
+		off := h.off
+		h.off = segment.PutRecord(h.b, off, w.next, now, p)
+		if off >= h.indexAt {
+			h.indexed(off)
+		}
 		h.count++
 		w.next++
 		n++
@@ -493,6 +511,9 @@ func (w *Writer) unmapHot() {
 func release(h *hotSegment) {
 	ringdir.Unmap(h.b)
 	h.f.Close()
+	if h.idx != nil {
+		h.idx.close()
+	}
 }
 
 // release closes everything Open opened. The goroutines must have stopped.
@@ -689,6 +710,7 @@ type spare struct {
 	tmp string
 	f   *os.File
 	b   []byte
+	idx *index // nil when the segment gets no index
 }
 
 // allocate creates, allocates and maps the file for segment num under a temporary name
@@ -731,7 +753,7 @@ func (w *Writer) allocate(num uint64, suffix string) (*spare, error) {
 			return fail(err)
 		}
 	}
-	return &spare{num: num, tmp: tmp, f: f, b: b}, nil
+	return &spare{num: num, tmp: tmp, f: f, b: b, idx: w.allocateIndex(num, tmp+segment.IndexSuffix)}, nil
 }
 
 // install writes the header of a spare and renames it into place.
@@ -739,14 +761,22 @@ func (w *Writer) install(sp *spare, first uint64) (*hotSegment, error) {
 	name := segment.Name(sp.num)
 	now := time.Now()
 	segment.PutHeader(sp.b, segment.Header{Size: w.man.SegmentSize, Number: sp.num, FirstSeq: first, Created: now.UnixNano()})
+	if sp.idx != nil && !sp.idx.install(w, sp.num) {
+		sp.idx = nil
+	}
 	if err := w.fs.rename(sp.tmp, name); err != nil {
 		w.discard(sp)
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	return &hotSegment{
+	h := &hotSegment{
 		entry: segment.Entry{Name: name, FirstSeq: first},
 		num:   sp.num, f: sp.f, b: sp.b, off: segment.HeaderSize, created: now,
-	}, nil
+		idx: sp.idx, indexAt: segment.NoEntryDue,
+	}
+	if h.idx != nil {
+		h.ix, h.indexAt = h.idx.writer()
+	}
+	return h, nil
 }
 
 // discard removes a spare that will not be used.
@@ -754,6 +784,9 @@ func (w *Writer) discard(sp *spare) {
 	ringdir.Unmap(sp.b)
 	sp.f.Close()
 	w.fs.remove(sp.tmp)
+	if sp.idx != nil {
+		sp.idx.discard(w)
+	}
 }
 
 // dropOldest removes the oldest sealed segment to make room, and reports whether there

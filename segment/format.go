@@ -283,3 +283,8 @@ func ParseName(name, suffix string) (uint64, bool) {
 	}
 	return n, n != 0
 }
+
+// Committed atomically loads the committed word of the segment in b (8-byte aligned) and
+// checks it: at least HeaderSize, at most the segment size, and a multiple of 8. Errors
+// wrap ErrHeader.
+func Committed(b []byte) (int64, error) { return committed(b) }

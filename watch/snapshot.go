@@ -194,7 +194,8 @@ func (r *Ring) openLast(s *Snapshot, n uint64) (*segment.Manifest, error) {
 // when there are at least need, where the need-th from the end is. Records are checked
 // in place, not copied: only those Next delivers are. It keeps the offsets of at most the
 // last need records, as many as will be delivered. Damage ends the count; Next reports
-// it.
+// it. When the segment's index serves (countIndexed), only the records from the index
+// entry before the need-th from the end are read.
 func (s *Snapshot) count(seg *openSegment, need uint64) (n uint64, at *resumeAt, newest uint64) {
 	if seg.damage != nil || need == 0 {
 		return 0, nil, 0
@@ -204,25 +205,16 @@ func (s *Snapshot) count(seg *openSegment, need uint64) (n uint64, at *resumeAt,
 		return 0, nil, 0
 	}
 	defer seg.release()
-	defer s.work.add(c)
+	defer func() { s.work.add(c) }()
 	first := c.NextSeq()
-	// offs holds the offsets of the records passed, in order, growing until it holds
-	// need; then it is a ring of the last need.
-	offs := make([]int, min(need, countChunk))
-	var total uint64
-	for {
-		if total == uint64(len(offs)) && uint64(len(offs)) < need {
-			grown := make([]int, min(need, 2*uint64(len(offs))))
-			copy(grown, offs)
-			offs = grown
-		}
-		pos := int(total % uint64(len(offs)))
-		k := c.pass(offs[pos:])
-		total += uint64(k)
-		if k < len(offs)-pos {
-			break // the end, or damage
-		}
+	if n, at, newest, ok := s.countIndexed(c, need); ok {
+		return n, at, newest
 	}
+	if c.Offset() != segment.HeaderSize {
+		s.work.add(c)
+		c = &cursor{seg: seg, sc: seg.scanner()}
+	}
+	total, offs := passRest(c, need)
 	var before uint64 // records below s.start
 	if s.start > first {
 		before = min(total, s.start-first)
@@ -236,6 +228,96 @@ func (s *Snapshot) count(seg *openSegment, need uint64) (n uint64, at *resumeAt,
 	}
 	i := total - need // the need-th record from the end
 	return n, &resumeAt{off: offs[i%uint64(len(offs))], seq: first + i}, newest
+}
+
+// countIndexed is count through the segment's index (docs/FORMAT.md, "The segment
+// index"): it finds how many records the segment holds (the manifest says, for a segment
+// listed sealed; for the hot one, the records from its last index entry on are counted),
+// and reads only the records from the entry at or before the need-th from the end. It
+// serves (ok) only when those records all pass their checks; otherwise count reads the
+// segment from its start, as without an index, and meets the damage there. So damage
+// before the entry is not read. c is a new cursor over the segment; it is left where the
+// index took it.
+func (s *Snapshot) countIndexed(c *cursor, need uint64) (n uint64, at *resumeAt, newest uint64, ok bool) {
+	seg := c.seg
+	first := c.NextSeq()
+	if s.start > first {
+		return 0, nil, 0, false // a From selection inside the segment: from its start
+	}
+	x, done := s.ring.openIndex(seg)
+	if x == nil {
+		return 0, nil, 0, false
+	}
+	defer done()
+	var total uint64
+	if e := seg.entry; e.Sealed {
+		total = e.LastSeq - first + 1
+	} else {
+		last, _, found := x.find(^uint64(0))
+		if !found {
+			return 0, nil, 0, false
+		}
+		c.seek(last.Offset, first+last.Index)
+		k, _ := passRest(c, 1)
+		if c.Err() != nil {
+			return 0, nil, 0, false
+		}
+		total = last.Index + k
+	}
+	if total <= need {
+		return 0, nil, 0, false // every record counts: from the start
+	}
+	e, _, found := x.find(total - need)
+	if !found {
+		return 0, nil, 0, false
+	}
+	c.seek(e.Offset, first+e.Index)
+	k, offs := passRest(c, need)
+	if c.Err() != nil || k < need {
+		return 0, nil, 0, false
+	}
+	total = e.Index + k
+	i := k - need // from the entry
+	return total, &resumeAt{off: offs[i%uint64(len(offs))], seq: first + e.Index + i}, first + total - 1, true
+}
+
+// passRest passes over the records of c from where it is to the end of what is
+// committed, checking each, and returns how many it passed and the offsets of at most
+// the last need of them: the offset of the i-th passed (from 0) is offs[i%len(offs)]
+// for the last min(need, total).
+func passRest(c *cursor, need uint64) (total uint64, offs []int) {
+	// offs holds the offsets of the records passed, in order, growing until it holds
+	// need; then it is a ring of the last need.
+	offs = make([]int, min(need, countChunk))
+	for {
+		if total == uint64(len(offs)) && uint64(len(offs)) < need {
+			grown := make([]int, min(need, 2*uint64(len(offs))))
+			copy(grown, offs)
+			offs = grown
+		}
+		pos := int(total % uint64(len(offs)))
+		k := c.pass(offs[pos:])
+		total += uint64(k)
+		if k < len(offs)-pos {
+			return total, offs // the end, or damage
+		}
+	}
+}
+
+// seekIndexed moves c, a new cursor over a segment whose records before sequence seq
+// are to be passed over, to the index entry at or before seq, when the segment has an
+// index that serves (docs/FORMAT.md, "The segment index"). Records from the entry on
+// are then read as from the start: damage among them is met the same way.
+func (s *Snapshot) seekIndexed(c *cursor, seq uint64) {
+	x, done := s.ring.openIndex(c.seg)
+	if x == nil {
+		return
+	}
+	defer done()
+	first := c.NextSeq()
+	if e, _, ok := x.find(seq - first); ok {
+		c.seek(e.Offset, first+e.Index)
+	}
 }
 
 // passBatch is how many records before the selection Next passes over at a time, between
@@ -378,6 +460,8 @@ func (s *Snapshot) Next() bool {
 			}
 			if r := s.resume; r != nil && r.seg == s.i {
 				c.seek(r.off, r.seq)
+			} else if s.start > c.NextSeq() && !s.none {
+				s.seekIndexed(c, s.start)
 			}
 			s.cur = c
 		}

@@ -1,0 +1,106 @@
+package watch
+
+import (
+	"encoding/binary"
+	"io"
+
+	"github.com/filering/filering/segment"
+	"golang.org/x/sys/unix"
+)
+
+// segIndex is the index of one open segment (docs/FORMAT.md, "The segment index"), open
+// for one positioning of a read and closed after it. A reader never needs an index, and
+// one that fails a check is not used and not reported.
+type segIndex struct {
+	seg *openSegment
+	hdr segment.IndexHeader
+	r   io.ReaderAt
+	buf []byte // entries read with one pread, indexBatch at most
+}
+
+// indexBatch is how many entries a segIndex reads at once.
+const indexBatch = 512
+
+// openIndex opens the index of seg, a segment opened without damage, and checks its
+// header; it returns nil when there is none to use. The file is read with pread, so an
+// index truncated or rewritten under the reader costs it nothing but the index. The
+// caller closes it.
+func (r *Ring) openIndex(seg *openSegment) (*segIndex, func()) {
+	if seg.damage != nil || seg.f == nil || seg.size <= segment.MinIndexBlock {
+		return nil, nil // no index can have an entry: not worth an open
+	}
+	f, err := r.dir.OpenFile(segment.IndexName(seg.num), unix.O_RDONLY, 0)
+	if err != nil {
+		return nil, nil
+	}
+	var st unix.Stat_t
+	var hdr [segment.IndexHeaderSize]byte
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		f.Close()
+		return nil, nil
+	}
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		f.Close()
+		return nil, nil
+	}
+	h, err := segment.ParseIndexHeader(hdr[:], seg.num, seg.size, st.Size)
+	if err != nil {
+		f.Close()
+		return nil, nil
+	}
+	return &segIndex{seg: seg, hdr: h, r: f}, func() { f.Close() }
+}
+
+// find returns the entry the read of the record with index i (its sequence number minus
+// the segment's first) starts at: the one with the largest k that is written and whose
+// index is at most i, checked against the segment. ok is false when there is no such
+// entry or it fails a check: the read then starts at the segment's first record. An
+// i of ^uint64(0) asks for the last entry written.
+func (x *segIndex) find(i uint64) (e segment.IndexEntry, k int, ok bool) {
+	for hi := x.hdr.Count; hi >= 1; {
+		lo := max(1, hi-indexBatch+1)
+		n := hi - lo + 1
+		if cap(x.buf) < 8*n {
+			x.buf = make([]byte, 8*indexBatch)
+		}
+		b := x.buf[:8*n]
+		if _, err := x.r.ReadAt(b, int64(segment.IndexHeaderSize+8*(lo-1))); err != nil {
+			return e, 0, false
+		}
+		for j := n - 1; j >= 0; j-- {
+			w := binary.LittleEndian.Uint64(b[8*j:])
+			if w == 0 || w>>32 > i {
+				continue
+			}
+			e = segment.IndexEntry{Offset: int(uint32(w)), Index: w >> 32}
+			k = lo + j
+			return e, k, x.check(e, k)
+		}
+		hi = lo - 1
+	}
+	return e, 0, false
+}
+
+// check reports whether entry e, entry k, points at a record that passes the record
+// rules with the sequence number the entry gives it, and, in a segment sealed now, ends
+// at or below the committed word.
+func (x *segIndex) check(e segment.IndexEntry, k int) bool {
+	seg := x.seg
+	if !segment.PlausibleEntry(e, k, x.hdr.Block, seg.size) {
+		return false
+	}
+	if err := seg.mapped(); err != nil {
+		return false
+	}
+	c := &cursor{seg: seg, sc: seg.scanner()}
+	c.seek(e.Offset, seg.hdr.FirstSeq+e.Index)
+	var one [1]int
+	if c.pass(one[:]) != 1 {
+		return false
+	}
+	if seg.sealedNow() {
+		end, err := segment.Committed(seg.b)
+		return err == nil && int64(c.Offset()) <= end
+	}
+	return true
+}
