@@ -119,9 +119,9 @@ func TestPlausibleEntry(t *testing.T) {
 		{IndexEntry{Offset: 65536, Index: 100}, 1, true},
 		{IndexEntry{Offset: 65536, Index: (65536 - 64) / 24}, 1, true},
 		{IndexEntry{Offset: 65536, Index: (65536-64)/24 + 1}, 1, false}, // more records than fit
-		{IndexEntry{Offset: 65540, Index: 1}, 1, false},                  // not a multiple of 8
-		{IndexEntry{Offset: 65528, Index: 1}, 1, false},                  // before its block
-		{IndexEntry{Offset: 1 << 20, Index: 1}, 1, false},                // at the segment's end
+		{IndexEntry{Offset: 65540, Index: 1}, 1, false},                 // not a multiple of 8
+		{IndexEntry{Offset: 65528, Index: 1}, 1, false},                 // before its block
+		{IndexEntry{Offset: 1 << 20, Index: 1}, 1, false},               // at the segment's end
 		{IndexEntry{Offset: 131072, Index: 1}, 2, true},
 	} {
 		if got := PlausibleEntry(tc.e, tc.k, IndexBlock, 1<<20); got != tc.want {
