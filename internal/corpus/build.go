@@ -13,7 +13,7 @@ import (
 // that the corpus checks the Go code rather than sharing its mistakes.
 
 const (
-	segSize    = 4096 // every ring of the corpus has 4 KiB segments
+	segSize    = 4096 // every ring of the corpus has 4 KiB segments, but those with indexes
 	headerSize = 64
 	recHeader  = 24
 	maxPayload = segSize - headerSize - recHeader
@@ -94,6 +94,7 @@ func at(o int) *int64 {
 // ring builds one case.
 type ring struct {
 	name, desc string
+	segSize    int // 0 for segSize
 	segMax     int
 	gen        uint64
 	segs       []*seg
@@ -110,6 +111,16 @@ type runSpec struct {
 	format string // "" for no --format option (lines)
 	last   int
 	from   uint64
+	// want, when set, is what the run delivers and reports instead of what the listed
+	// segments' deliver and err say: a read through an index does not read damage
+	// before its start.
+	want *expect
+}
+
+// expect is what one run delivers, before its selection, and the errors it reports.
+type expect struct {
+	recs []Record
+	errs []Error
 }
 
 func newRing(name, desc string) *ring {
@@ -132,20 +143,22 @@ type seg struct {
 	deliver  int     // how many of recs a reader delivers
 	err      *Error  // the error a reader reports for this segment
 	override []byte  // file content when not buf (wrong size)
+	idx      []byte  // the segment's index file, N.idx; nil for none
 }
 
 // add appends a listed segment holding recs (which must carry first, first+1, ...),
 // sealed or hot both in its header and in the manifest, committed word at the end of
 // its records.
 func (r *ring) add(num, first uint64, recs []Record, sealed bool) *seg {
-	s := &seg{r: r, num: num, first: first, recs: recs, buf: make([]byte, segSize),
+	size := r.size()
+	s := &seg{r: r, num: num, first: first, recs: recs, buf: make([]byte, size),
 		file: segName(num), listed: true, sealed: sealed, deliver: len(recs)}
 	off := headerSize
 	for i, rec := range recs {
 		if rec.Seq != first+uint64(i) {
 			panic(fmt.Sprintf("%s: segment %d: record %d has sequence %d", r.name, num, i, rec.Seq))
 		}
-		if off+align8(recHeader+len(rec.Data)) > segSize {
+		if off+align8(recHeader+len(rec.Data)) > size {
 			panic(fmt.Sprintf("%s: segment %d: record %d does not fit", r.name, num, i))
 		}
 		s.offs = append(s.offs, off)
@@ -156,7 +169,7 @@ func (r *ring) add(num, first uint64, recs []Record, sealed bool) *seg {
 	if sealed {
 		sw = 1
 	}
-	copy(s.buf, header(segSize, num, first, t0-int64(num), sw, uint64(off)))
+	copy(s.buf, header(int64(size), num, first, t0-int64(num), sw, uint64(off)))
 	r.segs = append(r.segs, s)
 	return s
 }
@@ -166,6 +179,46 @@ func (r *ring) sealedSeg(num, first uint64, n int) *seg {
 	return r.add(num, first, gen(first, n), true)
 }
 func (r *ring) hotSeg(num, first uint64, n int) *seg { return r.add(num, first, gen(first, n), false) }
+
+// size is the ring's segment size.
+func (r *ring) size() int {
+	if r.segSize != 0 {
+		return r.segSize
+	}
+	return segSize
+}
+
+// index gives the segment an index with blocks of block bytes whose entries are those
+// a producer writes for its records (docs/FORMAT.md, "The segment index"): entry k is
+// the first record at or after k*block, 0 when there is none.
+func (s *seg) index(block int) *seg {
+	size := len(s.buf)
+	k := (size - 1) / block
+	b := make([]byte, headerSize+8*k)
+	copy(b, "FILERIDX")
+	le.PutUint32(b[8:], 1)
+	le.PutUint64(b[16:], s.num)
+	le.PutUint64(b[24:], uint64(size))
+	le.PutUint32(b[32:], uint32(block))
+	le.PutUint32(b[36:], uint32(k))
+	le.PutUint32(b[12:], crc32.ChecksumIEEE(b[16:40]))
+	s.idx = b
+	for j := 1; j <= k; j++ {
+		for i, off := range s.offs {
+			if off >= j*block {
+				s.entry(j, off, uint64(i))
+				break
+			}
+		}
+	}
+	return s
+}
+
+// entry sets entry k of the segment's index (index must have made it).
+func (s *seg) entry(k, off int, index uint64) *seg {
+	le.PutUint64(s.idx[headerSize+8*(k-1):], uint64(off)|index<<32)
+	return s
+}
 
 // word stores v at off.
 func (s *seg) word(off int, v uint64) *seg { le.PutUint64(s.buf[off:], v); return s }
@@ -213,12 +266,19 @@ func (r *ring) manifestText() string {
 		es = append(es, fmt.Sprintf(`{"name":"%s","first_seq":%d,"last_seq":%d,"sealed":%t}`, segName(s.num), s.first, last, s.sealed))
 	}
 	return fmt.Sprintf(`{"version":1,"segment_size":%d,"segments_max":%d,"generation":%d,"segments":[%s]}`+"\n",
-		segSize, r.segMax, r.gen, strings.Join(es, ","))
+		r.size(), r.segMax, r.gen, strings.Join(es, ","))
 }
 
 // run adds a run: format "" passes no --format (lines); last and from 0 pass nothing.
 func (r *ring) run(format string, last int, from uint64) *ring {
-	r.runs = append(r.runs, runSpec{format, last, from})
+	r.runs = append(r.runs, runSpec{format: format, last: last, from: from})
+	return r
+}
+
+// selWant adds a JSON Lines run with a selection that delivers, before the selection,
+// recs and reports errs, whatever the segments say.
+func (r *ring) selWant(last int, from uint64, recs []Record, errs []Error) *ring {
+	r.runs = append(r.runs, runSpec{FormatJSON, last, from, &expect{recs, errs}})
 	return r
 }
 
@@ -258,6 +318,9 @@ func (r *ring) build() Case {
 				panic(r.name + ": two files named " + s.file)
 			}
 			c.Ring[s.file] = b
+			if s.idx != nil {
+				c.Ring[fmt.Sprintf("%016d.idx", s.num)] = s.idx
+			}
 		}
 		if !r.noManifest {
 			m := r.manifest
@@ -289,10 +352,6 @@ func (r *ring) build() Case {
 			panic(fmt.Sprintf("%s: delivered sequence %d after %d", r.name, recs[i].Seq, recs[i-1].Seq))
 		}
 	}
-	exit := 0
-	if len(errs) > 0 {
-		exit = 1
-	}
 	setup := r.setup
 	if setup == nil {
 		setup = []Step{}
@@ -319,6 +378,17 @@ func (r *ring) build() Case {
 			name = []string{"cat"}
 		}
 		file := strings.Join(name, "-") + map[string]string{FormatJSON: ".jsonl", FormatLines: ".lines", FormatRaw: ".raw"}[format]
+		recs, errs := recs, errs
+		if rs.want != nil {
+			recs, errs = rs.want.recs, rs.want.errs
+			if errs == nil {
+				errs = []Error{}
+			}
+		}
+		exit := 0
+		if len(errs) > 0 {
+			exit = 1
+		}
 		out, err := Format(Select(recs, rs.last, rs.from), format)
 		if err != nil {
 			panic(err)

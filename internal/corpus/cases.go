@@ -19,6 +19,7 @@ func Build() []Case {
 	rs = append(rs, manifests()...)
 	rs = append(rs, payloads()...)
 	rs = append(rs, taken()...)
+	rs = append(rs, indexed()...)
 	var cs []Case
 	seen := map[string]bool{}
 	for _, r := range rs {
