@@ -2,7 +2,9 @@ package tests
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/filering/filering/segment"
 )
 
 // roundLine returns the line function of a producer run: line k of run r is "r-k".
@@ -58,14 +62,19 @@ func checkRounds(recs []record) error {
 // gap and no repeat. A second producer on the running ring is refused.
 //
 // It runs with 256 KiB segments and with 2 MiB ones, which the producer maps on huge
-// pages where the kernel allows, and maps again when it recovers the ring.
+// pages where the kernel allows, and maps again when it recovers the ring, and which
+// have indexes: the snapshots of the last records and of those from a sequence number
+// start at index entries.
 func TestProduce_KillAndRestart(t *testing.T) {
-	for _, size := range []string{"256KiB", "2MiB"} {
-		t.Run(size, func(t *testing.T) { killAndRestart(t, size) })
+	for _, c := range []struct {
+		size  string
+		chunk int // lines fed a millisecond
+	}{{"256KiB", 20}, {"2MiB", 400}} {
+		t.Run(c.size, func(t *testing.T) { killAndRestart(t, c.size, c.chunk) })
 	}
 }
 
-func killAndRestart(t *testing.T, segmentSize string) {
+func killAndRestart(t *testing.T, segmentSize string, chunk int) {
 	dir := ring(t)
 	rounds := short(20, 5)
 	// 64 segments hold every record of this test, and more segments than the producer
@@ -105,13 +114,50 @@ func killAndRestart(t *testing.T, segmentSize string) {
 			t.Errorf("cat during the crashes: %v", err)
 			return false
 		}
+		// The last records and those from a sequence number, which start at the
+		// segments' index entries when the segments have indexes (2 MiB): consecutive
+		// numbers, each record the one the whole read had under its number (the ring
+		// only grows meanwhile), as many as asked for.
+		if len(recs) > 0 {
+			last := recs[len(recs)-1].Seq
+			from := last - min(last-1, uint64(rng.IntN(3000)))
+			for _, args := range [][]string{{"--last", "300"}, {"--from", strconv.FormatUint(from, 10)}} {
+				r, err := execute(nil, append(append([]string{"cat", "--format", "json"}, args...), dir)...)
+				if err != nil || r.code != 0 || len(r.stderr) != 0 {
+					t.Errorf("cat %v during the crashes: %v %v", args, r, err)
+					return false
+				}
+				sel, err := parseJSON(r.stdout, false)
+				for i := 0; err == nil && i < len(sel); i++ {
+					switch q := sel[i].Seq; {
+					case i > 0 && q != sel[i-1].Seq+1:
+						err = fmt.Errorf("seq %d after %d", q, sel[i-1].Seq)
+					case q <= last && !samePayload(sel[i], recs[q-1]):
+						err = fmt.Errorf("seq %d holds another payload than in the whole read", q)
+					}
+				}
+				switch {
+				case err != nil:
+				case len(sel) == 0:
+					err = errors.New("no record")
+				case args[0] == "--last" && len(sel) != 300 && sel[0].Seq != 1:
+					err = fmt.Errorf("%d records from %d", len(sel), sel[0].Seq)
+				case args[0] == "--from" && sel[0].Seq != from:
+					err = fmt.Errorf("first record %d", sel[0].Seq)
+				}
+				if err != nil {
+					t.Errorf("cat %v during the crashes: %v", args, err)
+					return false
+				}
+			}
+		}
 		cats++
 		return true
 	})
 
 	for round := 1; round <= rounds; round++ {
 		p := startProducer(t, dir, flags...)
-		f := feed(p.stdin, feedOptions{line: roundLine(round), chunk: 20, pause: time.Millisecond})
+		f := feed(p.stdin, feedOptions{line: roundLine(round), chunk: chunk, pause: time.Millisecond})
 		time.Sleep(time.Duration(rng.IntN(100_000)) * time.Microsecond)
 		p.signal(syscall.SIGKILL)
 		if code := p.wait(); code != -1 {
@@ -166,6 +212,20 @@ func killAndRestart(t *testing.T, segmentSize string) {
 		t.Fatalf("the first record holds %q, want \"0-1\"", pl)
 	}
 	t.Logf("%d records in the ring after %d kills", len(recs), rounds)
+	if segmentSize == "2MiB" {
+		// The snapshots above started at index entries: the segments have some.
+		idx, _ := filepath.Glob(filepath.Join(dir, "*"+segment.IndexSuffix))
+		entries := 0
+		for _, name := range idx {
+			b, _ := os.ReadFile(name)
+			if len(b) > segment.IndexHeaderSize && binary.LittleEndian.Uint64(b[segment.IndexHeaderSize:]) != 0 {
+				entries++
+			}
+		}
+		if entries < 3 {
+			t.Errorf("%d indexes, %d with an entry: the reads never used one", len(idx), entries)
+		}
+	}
 
 	w.waitOutput(10*time.Second, fmt.Sprintf("record %d", last.Seq), func(out []byte) bool { return lastSeq(out) == last.Seq })
 	w.interrupt()
@@ -275,4 +335,11 @@ func TestProduce_KilledBeforeFirstRecord(t *testing.T) {
 	if len(recs) != 200 || len(w.stderr.Bytes()) != 0 {
 		t.Fatalf("watch printed %d records, stderr %q; want 200 records and nothing on stderr", len(recs), w.stderr.Bytes())
 	}
+}
+
+// samePayload reports whether a and b carry the same bytes.
+func samePayload(a, b record) bool {
+	pa, err1 := a.payload()
+	pb, err2 := b.payload()
+	return err1 == nil && err2 == nil && bytes.Equal(pa, pb)
 }
