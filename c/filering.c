@@ -66,6 +66,17 @@
 #define MAX_RETRIES 100               /* reader restarts when the producer rolls meanwhile */
 #define MAX_OPEN 64                   /* segment files a reader holds open at once (a window) */
 
+/* The segment index (docs/FORMAT.md, "The segment index"): N.idx, a 64-byte header and K
+ * entries of 8 bytes, entry k saying where the first record at or after offset k * B
+ * starts. The writer makes one for segments of IDX_MIN_SEGMENT bytes or more, with
+ * blocks of IDX_BLOCK bytes; a reader takes any block size the format allows. */
+#define IDX_HDR 64u
+#define IDX_BLOCK 65536u
+#define IDX_MIN_SEGMENT 1048576u
+#define IDX_MIN_BLOCK 4096u
+#define IDX_MAX_BLOCK 1048576u
+#define IDX_MAX_LEN (IDX_HDR + 8u * ((FILERING_MAX_SEGMENT_SIZE - 1) / IDX_MIN_BLOCK))
+
 #define WAKE_QUIET_NS 100000ll   /* a record after a pause this long is announced at once */
 #define WAKE_MIN_NS 100000ll     /* during a burst, announce every 0.1 ms at first, */
 #define WAKE_MAX_NS 1000000ll    /* growing to every 1 ms */
@@ -1542,6 +1553,104 @@ static uint64_t scan_valid(struct scanner *sc)
 	return n;
 }
 
+/* scan_from moves a scanner just made by scan_init to the record with index index (its
+ * sequence number is first + index) at offset off: an offset the caller has checked,
+ * a multiple of 8 from 64 to below the segment's size. */
+static void scan_from(struct scanner *sc, uint64_t off, uint64_t index)
+{
+	sc->off = off;
+	sc->next += index;
+}
+
+/* ---- the segment index ---------------------------------------------------------------------
+ *
+ * docs/FORMAT.md, "The segment index". The index never counts for anything until the
+ * entry a read would use is checked against the segment (idx_check): a reader trusts
+ * nothing in it, and an index that fails any check is as no index. */
+
+/* idx_entries returns K, the number of entries of the index of a segment of size bytes
+ * with blocks of block bytes. */
+static uint64_t idx_entries(uint64_t size, uint64_t block) { return (size - 1) / block; }
+
+/* idx_put_header writes the 64-byte header of the index of segment num into b. */
+static void idx_put_header(unsigned char *b, uint64_t num, uint64_t size, uint32_t block)
+{
+	memset(b, 0, IDX_HDR);
+	memcpy(b, "FILERIDX", 8);
+	st32(b + 8, 1);
+	st64(b + 16, num);
+	st64(b + 24, size);
+	st32(b + 32, block);
+	st32(b + 36, (uint32_t)idx_entries(size, block));
+	st32(b + 12, filering_crc32(0, b + 16, 24));
+}
+
+/* idx_parse checks the len bytes at b as the index of segment num of a ring of size-byte
+ * segments ("Using it", step 1: magic, version, header CRC, number, segment size, B, K,
+ * and the length 64 + 8K). Returns K, with B in *block, or 0 when it is not one. */
+static uint64_t idx_parse(const unsigned char *b, uint64_t len, uint64_t num, uint64_t size, uint64_t *block)
+{
+	uint64_t bs, k;
+
+	if (len < IDX_HDR + 8 || memcmp(b, "FILERIDX", 8) != 0 || ld32(b + 8) != 1 ||
+	    ld32(b + 12) != filering_crc32(0, b + 16, 24) || ld64(b + 16) != num || ld64(b + 24) != size)
+		return 0;
+	bs = ld32(b + 32);
+	k = ld32(b + 36);
+	if (bs < IDX_MIN_BLOCK || bs > IDX_MAX_BLOCK || (bs & (bs - 1)) != 0 || k == 0 ||
+	    k != idx_entries(size, bs) || len != IDX_HDR + 8 * k)
+		return 0;
+	*block = bs;
+	return k;
+}
+
+/* idx_find returns the largest k from 1 to nk whose entry in the index mapped at b (8-byte
+ * aligned) is non-zero and whose index is at most i, with the entry in *entry; 0 when
+ * there is none. Each entry is loaded with one atomic acquire load: a producer may be
+ * storing them. */
+static uint64_t idx_find(const unsigned char *b, uint64_t nk, uint64_t i, uint64_t *entry)
+{
+	uint64_t k, e;
+
+	for (k = nk; k > 0; k--) {
+		e = load_acquire(b + IDX_HDR + 8 * (k - 1));
+		if (e != 0 && e >> 32 <= i) {
+			*entry = e;
+			return k;
+		}
+	}
+	return 0;
+}
+
+/* idx_check checks entry k (the value entry) of an index with blocks of block bytes
+ * against the segment mapped at seg (size bytes, first sequence first), as "Using it",
+ * step 3, says: its offset a multiple of 8, at least k * block and below size; its index
+ * at most (offset - 64) / 24; a committed record there that meets the record rules with
+ * sequence first + index; in a segment found sealed, one that ends at or below the
+ * committed word. Returns 1 when it passes. */
+static int idx_check(const unsigned char *seg, uint64_t size, uint64_t first, uint64_t k, uint64_t block,
+                     uint64_t entry)
+{
+	struct scanner sc;
+	uint64_t off = entry & 0xffffffffu, index = entry >> 32, w;
+
+	if (off % 8 != 0 || off < k * block || off >= size || index > (off - HDR) / RECHDR)
+		return 0;
+	w = load_acquire(seg + off);
+	if (w == 0)
+		return 0;
+	memset(&sc, 0, sizeof sc);
+	scan_init(&sc, seg, size, first);
+	scan_from(&sc, off, index);
+	if (scan_read(&sc, w, SCAN_CHECK) != 0)
+		return 0;
+	/* The sealed word before the committed word: a segment seen sealed shows its final
+	 * committed word. */
+	if (load_acquire(seg + OFF_SEALED) == 1 && sc.off > load_acquire(seg + OFF_COMMITTED))
+		return 0;
+	return 1;
+}
+
 /* read_manifest reads and validates the manifest of the ring directory dirfd into m,
  * with *buf and *cap a buffer it may grow. Returns 0; FILERING_ENORING when there is none;
  * FILERING_EMANIFEST with *notreg set when it is not a regular file (a symbolic link, a
@@ -1676,6 +1785,14 @@ static unsigned char *map_file(int fd, uint64_t size, int writable, uint64_t hp,
  * 4. The writer
  * ==================================================================================== */
 
+/* A segment's index, as the writer holds it: a writable shared mapping of the whole file
+ * (NULL: the segment has none) and, until it is renamed to N.idx, its temporary name. */
+struct widx {
+	unsigned char *b;
+	size_t len;
+	char tmp[72];
+};
+
 struct hot {
 	uint64_t num, first;
 	int fd;
@@ -1683,6 +1800,11 @@ struct hot {
 	uint64_t off;      /* offset of the next record */
 	uint64_t count;    /* records in the segment */
 	int64_t created;   /* monotonic ns, for seal_after */
+	/* The index: the next entry to store is ik (1..nk); a record at an offset of inext
+	 * = ik * IDX_BLOCK or more stores it. inext is UINT64_MAX when there is no index or
+	 * every entry is stored, so that an append costs one comparison. */
+	uint64_t inext, ik, nk;
+	struct widx idx;
 };
 
 struct spare {
@@ -1690,6 +1812,7 @@ struct spare {
 	int fd;
 	unsigned char *b;
 	char tmp[64];
+	struct widx idx;
 };
 
 struct filering_writer {
@@ -1823,11 +1946,15 @@ static int wunlink(filering_writer *w, const char *name)
 	return 0;
 }
 
+/* wunlink_seg removes segment num: N.seg, then its index N.idx, which goes even when
+ * N.seg is gone already (a taker claimed it). */
 static void wunlink_seg(filering_writer *w, uint64_t num)
 {
 	char name[32];
 
 	seg_name(name, sizeof name, num, ".seg");
+	wunlink(w, name);
+	seg_name(name, sizeof name, num, ".idx");
 	wunlink(w, name);
 }
 
@@ -1919,6 +2046,17 @@ static int replace_manifest(filering_writer *w)
 	return 0;
 }
 
+/* idx_discard unmaps an index and, when name is not NULL, removes it. */
+static void idx_discard(filering_writer *w, struct widx *x, const char *name)
+{
+	if (!x->b)
+		return;
+	munmap(x->b, x->len);
+	x->b = NULL;
+	if (name)
+		unlinkat(w->dirfd, name, 0);
+}
+
 static void discard_spare(filering_writer *w)
 {
 	if (!w->have_spare)
@@ -1926,6 +2064,7 @@ static void discard_spare(filering_writer *w)
 	munmap(w->spare.b, (size_t)w->segment_size);
 	close(w->spare.fd);
 	unlinkat(w->dirfd, w->spare.tmp, 0);
+	idx_discard(w, &w->spare.idx, w->spare.idx.tmp);
 	w->have_spare = 0;
 }
 
@@ -2032,8 +2171,56 @@ out:
 	return r;
 }
 
+/* reserve allocates the first size bytes of fd: fallocate, or writing zeros on a file
+ * system without it. Returns 0 or -errno (-ENOSPC: no room). */
+static int reserve(int fd, uint64_t size)
+{
+	static const unsigned char zero[4096];
+	uint64_t off;
+	int r;
+
+	do
+		r = fallocate(fd, 0, 0, (off_t)size) == 0 ? 0 : -errno;
+	while (r == -EINTR);
+	if (r == -EOPNOTSUPP)
+		for (off = 0, r = 0; off < size && r == 0; off += sizeof zero)
+			r = write_all(fd, zero, size - off < sizeof zero ? (size_t)(size - off) : sizeof zero,
+			              (off_t)off);
+	return r;
+}
+
+/* idx_allocate makes the index of the segment allocated in sp, under sp->tmp with ".idx"
+ * after it: allocated in full (a store through its mapping never faults), its header
+ * written, its entries zero, mapped. An index that cannot be made is not: sp->idx.b stays
+ * NULL, the segment goes on without one, and nothing is reported (docs/FORMAT.md, "The
+ * segment index"). */
+static void idx_allocate(filering_writer *w, struct spare *sp)
+{
+	struct widx *x = &sp->idx;
+	size_t len = IDX_HDR + 8 * (size_t)idx_entries(w->segment_size, IDX_BLOCK);
+	int fd;
+
+	x->b = NULL;
+	if (w->segment_size < IDX_MIN_SEGMENT)
+		return;
+	snprintf(x->tmp, sizeof x->tmp, "%s.idx", sp->tmp);
+	fd = open_in(w->dirfd, x->tmp, O_RDWR | O_CREAT | O_EXCL, w->file_mode, NULL);
+	if (fd < 0)
+		return;
+	wchown(w, fd, x->tmp);
+	if (reserve(fd, len) == 0)
+		x->b = map_file(fd, len, 1, 0, NULL);
+	close(fd);
+	if (!x->b) {
+		unlinkat(w->dirfd, x->tmp, 0);
+		return;
+	}
+	x->len = len;
+	idx_put_header(x->b, sp->num, w->segment_size, IDX_BLOCK);
+}
+
 /* allocate creates, allocates and maps the file for segment num under a temporary name
- * ".NAME<suffix>-RANDOM". */
+ * ".NAME<suffix>-RANDOM", and its index when the segments are large enough for one. */
 static int allocate(filering_writer *w, uint64_t num, const char *suffix, struct spare *sp)
 {
 	char base[48];
@@ -2058,17 +2245,7 @@ static int allocate(filering_writer *w, uint64_t num, const char *suffix, struct
 			sp->b = map_file(fd, w->segment_size, 1, w->hp, &huge);
 		}
 	}
-	do
-		r = fallocate(fd, 0, 0, (off_t)w->segment_size) == 0 ? 0 : -errno;
-	while (r == -EINTR);
-	if (r == -EOPNOTSUPP) {
-		/* A file system without fallocate: allocate by writing zeros. */
-		static const unsigned char zero[4096];
-		uint64_t off;
-		r = 0;
-		for (off = 0; off < w->segment_size && r == 0; off += sizeof zero)
-			r = write_all(fd, zero, sizeof zero, (off_t)off);
-	}
+	r = reserve(fd, w->segment_size);
 	if (r == 0 && sp->b && !huge)
 		madvise(sp->b, (size_t)w->segment_size, 23 /* MADV_POPULATE_WRITE: fault in now */);
 	if (r == 0 && !sp->b && !(sp->b = map_file(fd, w->segment_size, 1, 0, NULL)))
@@ -2082,22 +2259,28 @@ static int allocate(filering_writer *w, uint64_t num, const char *suffix, struct
 	}
 	sp->fd = fd;
 	sp->num = num;
+	idx_allocate(w, sp);
 	return 0;
 }
 
-/* install writes the header of an allocated segment and renames it into place. */
+/* install writes the header of an allocated segment and renames it into place, its index
+ * first (an index that cannot be renamed is dropped: the segment goes on without one). */
 static int install(filering_writer *w, struct spare *sp, uint64_t first, struct hot *h)
 {
-	char name[32];
+	char name[32], iname[32];
 	int r;
 
 	seg_name(name, sizeof name, sp->num, ".seg");
+	seg_name(iname, sizeof iname, sp->num, ".idx");
 	put_header(sp->b, w->segment_size, sp->num, first, wall_ns());
+	if (sp->idx.b && do_rename(w->dirfd, sp->idx.tmp, iname, 1) != 0)
+		idx_discard(w, &sp->idx, sp->idx.tmp);
 	if ((r = do_rename(w->dirfd, sp->tmp, name, 1)) != 0) {
 		wlog(w, "%s/%s: create segment: %s", w->path, name, strerror(-r));
 		munmap(sp->b, (size_t)w->segment_size);
 		close(sp->fd);
 		unlinkat(w->dirfd, sp->tmp, 0);
+		idx_discard(w, &sp->idx, iname);
 		return r;
 	}
 	memset(h, 0, sizeof *h);
@@ -2107,6 +2290,14 @@ static int install(filering_writer *w, struct spare *sp, uint64_t first, struct 
 	h->b = sp->b;
 	h->off = HDR;
 	h->created = mono_ns();
+	h->inext = UINT64_MAX;
+	if (sp->idx.b) {
+		h->idx = sp->idx;
+		h->ik = 1;
+		h->nk = idx_entries(w->segment_size, IDX_BLOCK);
+		h->inext = IDX_BLOCK;
+	}
+	sp->idx.b = NULL;
 	return 0;
 }
 
@@ -2154,7 +2345,23 @@ static void unmap_hot(filering_writer *w)
 		return;
 	munmap(w->hot.b, (size_t)w->segment_size);
 	close(w->hot.fd);
+	idx_discard(w, &w->hot.idx, NULL);
 	w->have_hot = 0;
+}
+
+/* idx_store stores, after the record at offset off (the hot segment's record number
+ * h->count, counting from 0) was published, the entries it completes: every entry k not
+ * stored yet with k * IDX_BLOCK <= off, each with one atomic release store. Called only
+ * when off >= h->inext. */
+static void idx_store(struct hot *h, uint64_t off)
+{
+	uint64_t v = off | h->count << 32;
+
+	while (h->inext <= off) {
+		store_release(h->idx.b + IDX_HDR + 8 * (h->ik - 1), v);
+		h->ik++;
+		h->inext = h->ik <= h->nk ? h->ik * IDX_BLOCK : UINT64_MAX;
+	}
 }
 
 /* seal stores the final committed word, then 1 in the sealed word: a reader that sees
@@ -2323,7 +2530,7 @@ static int due(filering_writer *w, int64_t now)
 
 int filering_append_batch(filering_writer *w, const struct iovec *recs, size_t n, uint64_t *first_seq_out)
 {
-	uint64_t limit, first, span;
+	uint64_t limit, first, span, off;
 	int64_t now, t;
 	size_t i;
 	int r;
@@ -2352,7 +2559,10 @@ int filering_append_batch(filering_writer *w, const struct iovec *recs, size_t n
 				return r;
 			}
 		}
-		w->hot.off = put_record(w->hot.b, w->hot.off, w->next, t, recs[i].iov_base, recs[i].iov_len);
+		off = w->hot.off;
+		w->hot.off = put_record(w->hot.b, off, w->next, t, recs[i].iov_base, recs[i].iov_len);
+		if (off >= w->hot.inext)
+			idx_store(&w->hot, off);
 		w->hot.count++;
 		w->next++;
 	}
@@ -2738,7 +2948,10 @@ static int recover_hot(filering_writer *w)
 }
 
 /* scan_one learns the highest number a name uses, removes temporary files, and notes
- * segment files the manifest does not list, to be removed once the new one is written. */
+ * segment files and indexes the manifest does not list, to be removed once the new one
+ * is written (wunlink_seg removes both names of a number). An index counts for the
+ * highest number too: one left by a crash between its rename and its segment's must not
+ * meet a new segment of the same number. */
 static int scan_one(void *arg, const char *name)
 {
 	filering_writer *w = (filering_writer *)arg;
@@ -2752,7 +2965,8 @@ static int scan_one(void *arg, const char *name)
 	}
 	if (name[0] == '.')
 		return wunlink(w, name);
-	if ((n = parse_name(name, len, ".seg")) && manifest_find(&w->man, n) < 0) {
+	if (((n = parse_name(name, len, ".seg")) || (n = parse_name(name, len, ".idx"))) &&
+	    manifest_find(&w->man, n) < 0) {
 		if (n > w->highest)
 			w->highest = n;
 		return push_u64(&w->leftovers, &w->nleft, &w->capleft, n);
@@ -3055,6 +3269,8 @@ struct seg {
 	unsigned char *b; /* read-only mapping, NULL until read */
 	uint64_t msize;   /* its size */
 	uint64_t kept, next_release; /* pages released behind the reader (see seg_advance) */
+	uint64_t ioff, inext; /* where a selection starts reading it, from its index: the offset
+	                         and sequence of a checked entry's record; ioff 0: offset 64 */
 	int damage;
 	int64_t damage_off; /* -1: the file as a whole */
 	char why[160];
@@ -3315,6 +3531,139 @@ static int report_seg(filering_reader *r, const struct seg *s, const struct scan
 	return rerr(r, s->damage, name, s->damage_off, "%s", s->why);
 }
 
+/* ---- the segment index: where a selection starts inside a segment ----------------------- */
+
+/* The index of one segment, mapped read-only for one positioning step and unmapped at its
+ * end: a reader keeps no index open. */
+struct idxmap {
+	const unsigned char *b;
+	size_t len;
+	uint64_t k, block; /* K and B, from its checked header */
+};
+
+/* idx_map opens and maps N.idx for segment num of a ring of size-byte segments, as any
+ * file of the ring ("Opening a file"), and checks its header and size. Returns 0, or -1
+ * when there is no usable index (missing, not a regular file, unreadable, wrong size or
+ * header): never an error of the read. */
+static int idx_map(int dirfd, uint64_t num, uint64_t size, struct idxmap *x)
+{
+	char name[32];
+	struct stat st;
+	void *p;
+	int fd;
+
+	seg_name(name, sizeof name, num, ".idx");
+	fd = open_in(dirfd, name, O_RDONLY, 0, &st);
+	if (fd < 0)
+		return -1;
+	if (st.st_size < (off_t)(IDX_HDR + 8) || (uint64_t)st.st_size > IDX_MAX_LEN) {
+		close(fd);
+		return -1;
+	}
+	x->len = (size_t)st.st_size;
+	p = mmap(NULL, x->len, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -1;
+	x->b = (const unsigned char *)p;
+	if (!(x->k = idx_parse(x->b, x->len, num, size, &x->block))) {
+		munmap(p, x->len);
+		return -1;
+	}
+	return 0;
+}
+
+static void idx_unmap(struct idxmap *x) { munmap((void *)(uintptr_t)x->b, x->len); }
+
+/* idx_entry finds, in the index x of the mapped segment s, the entry a read of the record
+ * with index i starts at (i = UINT64_MAX: the newest entry) and checks it against the
+ * segment ("Using it", steps 2 and 3). Returns 1 with its record's offset and index. */
+static int idx_entry(const struct idxmap *x, const struct seg *s, uint64_t size, uint64_t i, uint64_t *off,
+                     uint64_t *index)
+{
+	uint64_t k, e;
+
+	if (!(k = idx_find(x->b, x->k, i, &e)) || !idx_check(s->b, size, s->h.first, k, x->block, e))
+		return 0;
+	*off = e & 0xffffffffu;
+	*index = e >> 32;
+	return 1;
+}
+
+/* idx_scan checks every record of the mapped segment s from offset off (index index) to
+ * its end as delivery will (for a segment listed sealed: to its committed word, the last
+ * one last_seq). Returns 1 when all pass, with the newest one's sequence in *newest; 0 at
+ * damage. */
+static int idx_scan(struct seg *s, uint64_t size, uint64_t off, uint64_t index, uint64_t *newest)
+{
+	struct scanner sc;
+	int rc;
+
+	memset(&sc, 0, sizeof sc);
+	scan_init(&sc, s->b, size, s->h.first);
+	scan_from(&sc, off, index);
+	while ((rc = cur_next(s, &sc, SCAN_CHECK)) == 1)
+		;
+	*newest = sc.next - 1;
+	return rc == 0;
+}
+
+/* idx_count finds, through its index, where the need newest records of s from sequence
+ * start on begin, when s holds that many (docs/FORMAT.md, "Using it" and "Damage and the
+ * index"): a segment listed sealed holds first_seq to last_seq; for the hot one, the
+ * newest entry's index plus the records from it on. It checks every record from the entry
+ * the read starts at to the end of the segment and sets s->ioff and s->inext for delivery.
+ * Returns 1 with the newest record's sequence in *newest; 0 when the index cannot tell
+ * (none, one that fails a check, damage after its entry, fewer records than need): then
+ * the segment is counted from offset 64, as without an index. */
+static int idx_count(filering_reader *r, struct seg *s, uint64_t start, uint64_t need, uint64_t *newest)
+{
+	struct idxmap x;
+	uint64_t first, from, last, off, index;
+	int ok = 0;
+
+	if (s->damage)
+		return 0;
+	first = s->h.first;
+	from = first > start ? first : start;
+	last = s->e.last;
+	if (s->e.sealed && (last < from || last - from + 1 < need))
+		return 0; /* the read starts in an older segment */
+	if (seg_map(s, r->size) != 0 || idx_map(r->dirfd, s->e.num, r->size, &x) != 0)
+		return 0;
+	if (!s->e.sealed && (!idx_entry(&x, s, r->size, UINT64_MAX, &off, &index) ||
+	                     !idx_scan(s, r->size, off, index, &last) || last < from || last - from + 1 < need))
+		goto out; /* no index, damage after its newest entry, or too few records */
+	if (!idx_entry(&x, s, r->size, last - need + 1 - first, &off, &index) ||
+	    !idx_scan(s, r->size, off, index, newest) || *newest < last)
+		goto out;
+	s->ioff = off;
+	s->inext = first + index;
+	ok = 1;
+out:
+	idx_unmap(&x);
+	seg_release(s, r->size);
+	return ok;
+}
+
+/* idx_seek finds, through its index, where a read of the mapped segment s from sequence
+ * r->start on may start, and sets s->ioff and s->inext (left 0 when the index cannot
+ * tell). Records are delivered as they are read, so damage after the entry is met as
+ * from offset 64. */
+static void idx_seek(filering_reader *r, struct seg *s)
+{
+	struct idxmap x;
+	uint64_t off, index;
+
+	if (idx_map(r->dirfd, s->e.num, r->size, &x) != 0)
+		return;
+	if (idx_entry(&x, s, r->size, r->start - s->h.first, &off, &index)) {
+		s->ioff = off;
+		s->inext = s->h.first + index;
+	}
+	idx_unmap(&x);
+}
+
 /* ---- snapshots -------------------------------------------------------------------------- */
 
 static void close_segs(filering_reader *r)
@@ -3517,7 +3866,10 @@ static int open_last(filering_reader *r, uint64_t n)
 					listed += e->last - (e->first > r->start ? e->first : r->start) + 1;
 			}
 			for (; counted < r->nsegs && !found; counted++) {
-				c = count_seg(r, &r->segs[counted], r->start, &newest);
+				if (idx_count(r, &r->segs[counted], r->start, n - have, &newest))
+					c = n - have; /* where the read starts is known: all that is needed */
+				else
+					c = count_seg(r, &r->segs[counted], r->start, &newest);
 				if (r->end == 0)
 					r->end = newest;
 				have += c;
@@ -3705,6 +4057,12 @@ static int snap_next(filering_reader *r, filering_record *rec)
 				return report_seg(r, s, NULL);
 			}
 			scan_init(&r->sc, s->b, r->size, s->h.first);
+			/* A read from a sequence number starts in its first segment at an entry of
+			 * the segment's index; a read of the last N where counting found one. */
+			if (!s->ioff && !r->last_skip && r->start > s->h.first && r->start < SEQ_LIMIT)
+				idx_seek(r, s);
+			if (s->ioff)
+				scan_from(&r->sc, s->ioff, s->inext - s->h.first);
 			r->si_open = 1;
 		}
 		s = &r->segs[r->si];

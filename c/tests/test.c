@@ -1530,6 +1530,802 @@ static void test_reader_windows_follow_loss(void)
 	manifest_free(&m);
 }
 
+/* ---- the segment index (docs/FORMAT.md, "The segment index") ------------------------------ */
+
+#define TEST_MIB (1u << 20)
+
+/* file_in writes DIR/NNNNNNNNNNNNNNNN<suffix> into buf. */
+static char *file_in(char *buf, size_t cap, const char *dir, uint64_t num, const char *suffix)
+{
+	size_t d = strlen(dir);
+
+	buf[0] = 0;
+	if (d + 2 > cap)
+		return buf;
+	memcpy(buf, dir, d);
+	buf[d] = '/';
+	seg_name(buf + d + 1, cap - d - 1, num, suffix);
+	return buf;
+}
+
+/* load_manifest reads the manifest of the ring in dir into m (zeroed first). */
+static void load_manifest(const char *dir, struct manifest *m)
+{
+	unsigned char *buf = NULL;
+	size_t cap = 0;
+	char why[300];
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), notreg;
+
+	memset(m, 0, sizeof *m);
+	CHECK(fd >= 0);
+	CHECK_EQ(read_manifest(fd, m, &buf, &cap, &notreg, why, sizeof why), 0);
+	close(fd);
+	free(buf);
+}
+
+/* count_names counts the names in dir that end with suffix and (dot) start with a dot
+ * or (!dot) do not. */
+static int count_names(const char *dir, const char *suffix, int dot)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n, sl = strlen(suffix);
+	int c = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		n = strlen(de->d_name);
+		if (n >= sl && strcmp(de->d_name + n - sl, suffix) == 0 && (de->d_name[0] == '.') == dot &&
+		    strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			c++;
+	}
+	closedir(d);
+	return c;
+}
+
+/* expect_index checks DIR/N.idx against DIR/N.seg as the writer must make it: its size,
+ * its header, and every entry k: the offset and index of the first record at or after
+ * k * 65536, or 0 where no record is. Returns 1 when it matches. */
+static int expect_index(const char *dir, uint64_t num, uint64_t size)
+{
+	char path[400];
+	uint64_t nk = (size - 1) / 65536, k, off = HDR, index = 0, want, got, w, block = 0;
+	unsigned char *seg, *idx;
+	size_t sn = 0, in = 0;
+	int ok = 1;
+
+	seg = read_whole(file_in(path, sizeof path, dir, num, ".seg"), &sn);
+	idx = read_whole(file_in(path, sizeof path, dir, num, ".idx"), &in);
+	CHECK(seg && sn == size);
+	CHECK(idx && in == 64 + 8 * nk);
+	if (!seg || !idx || sn != size || in != 64 + 8 * nk) {
+		free(seg);
+		free(idx);
+		return 0;
+	}
+	CHECK(memcmp(idx, "FILERIDX", 8) == 0);
+	CHECK_EQ(ld32(idx + 8), 1);
+	CHECK_EQ(ld32(idx + 12), filering_crc32(0, idx + 16, 24));
+	CHECK_EQ(ld64(idx + 16), num);
+	CHECK_EQ(ld64(idx + 24), size);
+	CHECK_EQ(ld32(idx + 32), 65536);
+	CHECK_EQ(ld32(idx + 36), nk);
+	for (k = 40; k < 64; k++)
+		CHECK_EQ(idx[k], 0);
+	CHECK_EQ(idx_parse(idx, in, num, size, &block), nk);
+	for (k = 1; k <= nk && ok; k++) {
+		while (off + 8 <= size && (w = ld64(seg + off)) != 0 && (uint32_t)w >= RECHDR && off < k * 65536) {
+			off += align8((uint32_t)w);
+			index++;
+		}
+		want = off + 8 <= size && ld64(seg + off) != 0 ? off | index << 32 : 0;
+		got = ld64(idx + 64 + 8 * (k - 1));
+		if (got != want) {
+			fprintf(stderr, "%s: %016llu.idx entry %llu is %#llx, want %#llx\n", cur_test,
+			        (unsigned long long)num, (unsigned long long)k, (unsigned long long)got,
+			        (unsigned long long)want);
+			test_failures++;
+			ok = 0;
+		}
+	}
+	free(seg);
+	free(idx);
+	return ok;
+}
+
+/* test_index_check: the index's own checks, on memory: its header, finding the entry a
+ * read starts at, and checking it against the segment, including an entry that points at
+ * a valid record beyond the committed word of a sealed segment. */
+static void test_index_check(void)
+{
+	const uint64_t size = 16384, block = 4096;
+	unsigned char *b = (unsigned char *)aligned_alloc(4096, size), x[64 + 3 * 8], src[5000];
+	uint64_t offs[32], o = HDR, bs = 0, e = 0, k, want;
+	int n = 0, i;
+
+	memset(b, 0, size);
+	memset(src, 's', sizeof src);
+	put_header(b, size, 5, 100, 0);
+	/* Records of 1000 bytes, and one of 5000 that covers a whole block. */
+	while (o + (n == 3 ? 5024u : 1024u) <= size) {
+		offs[n] = o;
+		o = put_record(b, o, 100 + (uint64_t)n, 0, src, n == 3 ? 5000 : 1000);
+		n++;
+	}
+	CHECK_EQ(n, 12);
+	idx_put_header(x, 5, size, (uint32_t)block);
+	CHECK_EQ(idx_parse(x, sizeof x, 5, size, &bs), 3);
+	CHECK_EQ(bs, block);
+	CHECK_EQ(idx_parse(x, sizeof x - 8, 5, size, &bs), 0);
+	CHECK_EQ(idx_parse(x, sizeof x, 6, size, &bs), 0);
+	CHECK_EQ(idx_parse(x, sizeof x, 5, size + 4096, &bs), 0);
+	/* Entries as the writer stores them: the first record at or after k * block. */
+	for (k = 1; k <= 3; k++) {
+		for (i = 0; i < n && offs[i] < k * block; i++)
+			;
+		st64(x + 64 + 8 * (k - 1), i < n ? offs[i] | (uint64_t)i << 32 : 0);
+	}
+	/* The largest k whose index is at most i. */
+	CHECK_EQ(idx_find(x, 3, 0, &e), 0);
+	k = idx_find(x, 3, UINT64_MAX, &e);
+	CHECK_EQ(k, 3);
+	CHECK_EQ(idx_find(x, 3, (ld64(x + 64 + 16) >> 32) - 1, &e), 2);
+	CHECK_EQ(idx_find(x, 3, 1000, &e), 3);
+	for (k = 1; k <= 3; k++)
+		CHECK_EQ(idx_check(b, size, 100, k, block, ld64(x + 64 + 8 * (k - 1))), 1);
+	e = ld64(x + 64 + 16); /* entry 3 */
+	CHECK_EQ(idx_check(b, size, 100, 3, block, e + 8), 0);               /* mid-record */
+	CHECK_EQ(idx_check(b, size, 100, 3, block, e + (1ull << 32)), 0);    /* wrong index */
+	CHECK_EQ(idx_check(b, size, 100, 3, block, e - (1ull << 32)), 0);
+	CHECK_EQ(idx_check(b, size, 101, 3, block, e), 0);                   /* another first sequence */
+	CHECK_EQ(idx_check(b, size, 100, 3, block, ld64(x + 64 + 8)), 0);    /* below k * block */
+	CHECK_EQ(idx_check(b, size, 100, 3, block, (e & ~0xffffffffull) | size), 0); /* beyond the end */
+	CHECK_EQ(idx_check(b, size, 100, 3, block, (e & 0xffffffffull) | 1000ull << 32), 0); /* index too big */
+	CHECK_EQ(idx_check(b, size, 100, 3, block, (uint64_t)o | (uint64_t)n << 32), 0); /* no record there */
+	/* Sealed before the record entry 3 points at: it is beyond the committed word. A hot
+	 * segment's committed word only lags, and says nothing against it. */
+	want = e & 0xffffffffu;
+	seal(b, want);
+	CHECK_EQ(idx_check(b, size, 100, 3, block, e), 0);
+	CHECK_EQ(idx_check(b, size, 100, 2, block, ld64(x + 64 + 8)), 1);
+	st64(b + OFF_SEALED, 0);
+	CHECK_EQ(idx_check(b, size, 100, 3, block, e), 1);
+	free(b);
+}
+
+/* test_index_writer: segments of 1 MiB or more get an index, exactly as FORMAT.md says,
+ * through records of every size (longer than a block, across several, one starting on a
+ * block boundary), while the segment is hot and once it is sealed, for segments made at a
+ * roll and prepared ahead by poll; smaller segments get none. */
+static void test_index_writer(void)
+{
+	static unsigned char big[300000];
+	char *dir = ring_in(), path[400];
+	filering_options o = small_opts(TEST_MIB, 8);
+	filering_writer *w;
+	struct manifest m;
+	size_t len, i;
+	int timeout, boundary = 0;
+
+	memset(big, 'b', sizeof big);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	srand(7);
+	for (i = 0; i < 30000 && !test_failures; i++) {
+		if (i % 3000 == 1000)
+			len = 70000;
+		else if (i % 7000 == 2000)
+			len = 200000;
+		else
+			len = (size_t)(rand() % 300);
+		if (i == 5000) {
+			/* A record that ends where a block begins: the next one starts on it. */
+			uint64_t to = (w->hot.off / 65536 + 1) * 65536;
+			if (to - w->hot.off >= RECHDR && to <= TEST_MIB) {
+				len = (size_t)(to - w->hot.off - RECHDR);
+				boundary = 1;
+			}
+		}
+		CHECK_EQ(filering_append(w, big, len, NULL), 0);
+		if (i % 10000 == 0) {
+			/* A segment prepared ahead comes with its index. */
+			CHECK_EQ(filering_writer_poll(w, &timeout), 0);
+			CHECK(w->have_spare && w->spare.idx.b != NULL);
+			CHECK_EQ(count_names(dir, ".idx", 1), 1);
+		}
+	}
+	CHECK(boundary);
+	/* The hot segment's entries are stored as its records are published. */
+	load_manifest(dir, &m);
+	CHECK(m.n >= 5);
+	for (i = 0; i < m.n; i++)
+		expect_index(dir, m.e[i].num, TEST_MIB);
+	manifest_free(&m);
+	CHECK_EQ(filering_writer_close(w), 0);
+	load_manifest(dir, &m);
+	for (i = 0; i < m.n; i++)
+		expect_index(dir, m.e[i].num, TEST_MIB);
+	CHECK_EQ(count_names(dir, ".idx", 0), (int)m.n);
+	CHECK_EQ(count_names(dir, ".seg", 0), (int)m.n);
+	CHECK_EQ(count_names(dir, "", 1), 0); /* no temporary file left */
+	manifest_free(&m);
+	/* Reopened: the new hot segment has one too, and the sealed ones keep theirs. */
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK_EQ(append_n(w, 5000), 0);
+	load_manifest(dir, &m);
+	expect_index(dir, m.e[m.n - 1].num, TEST_MIB);
+	CHECK_EQ(count_names(dir, ".idx", 0), (int)m.n);
+	manifest_free(&m);
+	CHECK_EQ(filering_writer_close(w), 0);
+	/* Below 1 MiB, no index. */
+	dir = ring_in();
+	o = small_opts(TEST_MIB - 4096, 4);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(filering_writer_poll(w, &timeout), 0);
+	CHECK_EQ(append_n(w, 200000), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(count_names(dir, ".idx", 0) + count_names(dir, ".idx", 1), 0);
+	CHECK(access(file_in(path, sizeof path, dir, 1, ".seg"), F_OK) != 0); /* retired: it rolled */
+}
+
+/* test_index_retention: an index goes with its segment, when retention drops it (after
+ * its N.seg, even when a taker claimed that), when a lower retention drops it at open,
+ * and when a full file system drops it; recovery removes indexes the manifest does not
+ * list. */
+static void test_index_retention(void)
+{
+	char *dir = ring_in(), *mnt, path[400], to[400], ring[400];
+	filering_options o = small_opts(TEST_MIB, 4);
+	filering_writer *w;
+	struct manifest m;
+	uint64_t taken;
+	size_t i;
+	int r = 0;
+
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	CHECK_EQ(append_n(w, 100000), 0); /* 32 bytes a record: some 3 segments */
+	load_manifest(dir, &m);
+	CHECK(m.n >= 3 && m.e[0].sealed);
+	taken = m.e[0].num;
+	manifest_free(&m);
+	/* A taker claims the oldest; the index stays until retention drops the number. */
+	CHECK_EQ(rename(file_in(path, sizeof path, dir, taken, ".seg"), file_in(to, sizeof to, dir, taken, ".taken")), 0);
+	CHECK_EQ(access(file_in(path, sizeof path, dir, taken, ".idx"), F_OK), 0);
+	CHECK_EQ(append_n(w, 200000), 0);
+	CHECK(access(file_in(path, sizeof path, dir, taken, ".idx"), F_OK) != 0);
+	CHECK_EQ(access(file_in(path, sizeof path, dir, taken, ".taken"), F_OK), 0);
+	load_manifest(dir, &m);
+	CHECK_EQ(m.n, 4);
+	for (i = 0; i < m.n; i++)
+		CHECK_EQ(access(file_in(path, sizeof path, dir, m.e[i].num, ".idx"), F_OK), 0);
+	CHECK_EQ(count_names(dir, ".idx", 0), (int)m.n);
+	CHECK_EQ(count_names(dir, ".seg", 0), (int)m.n);
+	manifest_free(&m);
+	CHECK_EQ(filering_writer_close(w), 0);
+	/* A lower retention at open drops the oldest, indexes too; an index of a retired
+	 * number found at open goes after the new manifest. */
+	CHECK_EQ(write_whole(file_in(path, sizeof path, dir, 1, ".idx"), "stale", 5), 0);
+	chmod(path, 0600);
+	o = small_opts(0, 2);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK(access(path, F_OK) != 0);
+	load_manifest(dir, &m);
+	CHECK_EQ(m.n, 2);
+	CHECK_EQ(count_names(dir, ".idx", 0), 2);
+	CHECK_EQ(count_names(dir, ".seg", 0), 2);
+	manifest_free(&m);
+	CHECK_EQ(filering_writer_close(w), 0);
+	/* A full file system: every segment dropped for room takes its index along. */
+	mnt = new_dir();
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4200k") != 0) {
+		printf("skip %s (full file system): cannot mount a tmpfs here (%s)\n", cur_test, strerror(errno));
+		return;
+	}
+	snprintf(ring, sizeof ring, "%s/ring", mnt);
+	o = small_opts(TEST_MIB, 8);
+	logbuf[0] = 0;
+	CHECK_EQ(filering_writer_open_ex(ring, &o, tlog, NULL, NULL, &w), 0);
+	for (i = 0; i < 400000 && r == 0; i++) {
+		r = append_n(w, 1);
+		if (i % 20000 == 0)
+			filering_writer_poll(w, NULL);
+	}
+	CHECK_EQ(r, 0);
+	CHECK(strstr(logbuf, "file system full: dropped segment") != NULL);
+	load_manifest(ring, &m);
+	CHECK_EQ(count_names(ring, ".seg", 0), (int)m.n);
+	for (i = 0; i < m.n; i++)
+		CHECK_EQ(access(file_in(path, sizeof path, ring, m.e[i].num, ".seg"), F_OK), 0);
+	CHECK(count_names(ring, ".idx", 0) <= (int)m.n);
+	CHECK(count_names(ring, ".idx", 0) >= (int)m.n - 1); /* the last one may have found no room */
+	manifest_free(&m);
+	CHECK_EQ(filering_writer_close(w), 0);
+	umount2(mnt, MNT_DETACH);
+}
+
+/* hide_indexes renames every N.idx of dir to a name readers ignore (.N.idx.hidden), or
+ * back: a reader then reads as one that knows no index. */
+static void hide_indexes(const char *dir, int hide)
+{
+	char names[64][64], to[80];
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0, i;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL && n < 64) {
+		size_t len = strlen(de->d_name);
+		if (len < sizeof names[0] && (hide ? parse_name(de->d_name, len, ".idx") != 0
+		                                   : len > 8 && de->d_name[0] == '.' &&
+		                                         strcmp(de->d_name + len - 7, ".hidden") == 0))
+			memcpy(names[n++], de->d_name, len + 1);
+	}
+	for (i = 0; i < n; i++) {
+		if (hide)
+			snprintf(to, sizeof to, ".%s.hidden", names[i]);
+		else
+			snprintf(to, sizeof to, "%.*s", (int)strlen(names[i]) - 8, names[i] + 1);
+		CHECK_EQ(renameat(dirfd(d), names[i], dirfd(d), to), 0);
+	}
+	closedir(d);
+}
+
+/* What a snapshot read gives: its records' sequence numbers (each record holds its own as
+ * text), its errors, and whether it started inside its first segment at an index entry. */
+struct outcome {
+	uint64_t *seqs;
+	size_t n, cap;
+	int nerr, bad, used;
+	int code[4];
+	int64_t off[4];
+	char file[4][32];
+};
+
+static void outcome_read(const char *dir, const filering_selection *sel, struct outcome *o)
+{
+	filering_reader *r;
+	filering_record rec;
+	char b[32];
+	int rc;
+
+	free(o->seqs);
+	memset(o, 0, sizeof *o);
+	rc = filering_reader_open(dir, 0, sel, &r);
+	CHECK_EQ(rc, 0);
+	if (rc != 0)
+		return;
+	while ((rc = filering_reader_next(r, &rec, 0)) != 0) {
+		if (rc == FILERING_RECORD) {
+			if (o->n == 0 && r->si < r->nsegs)
+				o->used = r->segs[r->si].ioff != 0;
+			snprintf(b, sizeof b, "%llu", (unsigned long long)rec.seq);
+			if (rec.len != strlen(b) || memcmp(rec.data, b, rec.len) != 0)
+				o->bad++;
+			push_u64(&o->seqs, &o->n, &o->cap, rec.seq);
+			continue;
+		}
+		if (o->nerr < 4) {
+			o->code[o->nerr] = rc;
+			o->off[o->nerr] = filering_reader_error_offset(r);
+			snprintf(o->file[o->nerr], sizeof o->file[0], "%s",
+			         filering_reader_error_file(r) ? filering_reader_error_file(r) : "");
+		}
+		o->nerr++;
+		if (rc > 0)
+			break;
+	}
+	filering_reader_close(r);
+}
+
+static int same_outcome(const struct outcome *a, const struct outcome *b)
+{
+	int i;
+
+	if (a->n != b->n || a->nerr != b->nerr || a->bad || b->bad ||
+	    (a->n && memcmp(a->seqs, b->seqs, a->n * sizeof *a->seqs) != 0))
+		return 0;
+	for (i = 0; i < a->nerr && i < 4; i++)
+		if (a->code[i] != b->code[i] || a->off[i] != b->off[i] || strcmp(a->file[i], b->file[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/* compare_read reads dir with sel through its indexes (into *with) and without them, and
+ * reports whether both give the same. */
+static int compare_read(const char *dir, const filering_selection *sel, struct outcome *with)
+{
+	struct outcome without;
+	int same;
+
+	memset(&without, 0, sizeof without);
+	outcome_read(dir, sel, with);
+	hide_indexes(dir, 1);
+	outcome_read(dir, sel, &without);
+	hide_indexes(dir, 0);
+	CHECK(!without.used);
+	same = same_outcome(with, &without);
+	if (getenv("TEST_VERBOSE"))
+		fprintf(stderr, "  last %llu from %llu: %lu records and %d errors through the index, %lu and %d without\n",
+		        (unsigned long long)sel->last, (unsigned long long)sel->from, (unsigned long)with->n, with->nerr,
+		        (unsigned long)without.n, without.nerr);
+	free(without.seqs);
+	return same;
+}
+
+/* rec_off returns the offset of the record with sequence seq in segment num of dir. */
+static uint64_t rec_off(const char *dir, uint64_t num, uint64_t seq)
+{
+	char path[400];
+	size_t n = 0;
+	unsigned char *b = read_whole(file_in(path, sizeof path, dir, num, ".seg"), &n);
+	uint64_t off = HDR, s;
+
+	CHECK(b && n > HDR);
+	if (!b)
+		return 0;
+	for (s = ld64(b + 32); s < seq && off + 8 <= n && (uint32_t)ld64(b + off) >= RECHDR; s++)
+		off += align8((uint32_t)ld64(b + off));
+	CHECK_EQ(ld64(b + off + 8), seq);
+	free(b);
+	return off;
+}
+
+/* flip inverts the first payload byte of the record at off of segment num: damage, or
+ * its repair. */
+static void flip(const char *dir, uint64_t num, uint64_t off)
+{
+	char path[400];
+	unsigned char c;
+	int fd = open(file_in(path, sizeof path, dir, num, ".seg"), O_RDWR);
+
+	CHECK(fd >= 0);
+	CHECK(pread(fd, &c, 1, (off_t)off + RECHDR) == 1);
+	c ^= 0xff;
+	CHECK(pwrite(fd, &c, 1, (off_t)off + RECHDR) == 1);
+	close(fd);
+}
+
+/* index_reads checks the reads of the ring in dir (1 MiB segments, records "K", the
+ * newest of them newest; its newest segment, hot or sealed, holds some 20000 of them)
+ * that may start at an index entry: through the index they give what they give without
+ * it, start at an entry, and only damage before that entry makes a difference. */
+static void index_reads(const char *dir, uint64_t newest)
+{
+	filering_selection sel;
+	struct outcome o;
+	struct manifest m;
+	const struct mentry *l, *p;
+	uint64_t off, s;
+
+	memset(&o, 0, sizeof o);
+	load_manifest(dir, &m);
+	CHECK(m.n >= 3);
+	if (test_failures) {
+		manifest_free(&m);
+		return;
+	}
+	l = &m.e[m.n - 1];
+	p = &m.e[m.n - 2];
+	CHECK(newest - l->first > 15000);
+	memset(&sel, 0, sizeof sel);
+	/* Healthy. */
+	sel.last = 1000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	CHECK_EQ(o.n, 1000);
+	CHECK_EQ(o.seqs[0], newest - 999);
+	sel.last = 1;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	sel.last = newest - l->first + 1 + 5000; /* starts in the segment before */
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	CHECK_EQ(o.seqs[0], l->first - 5000);
+	sel.last = newest - l->first + 1; /* starts at the first record of the newest */
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(!o.used);
+	CHECK_EQ(o.seqs[0], l->first);
+	sel.last = 0;
+	sel.from = l->first + 15000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	CHECK_EQ(o.n, newest - sel.from + 1);
+	sel.from = p->first + 20000; /* in an older segment: read on through the newer ones */
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	CHECK_EQ(o.n, newest - sel.from + 1);
+	sel.from = l->first + 15000;
+	sel.last = 100;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	CHECK_EQ(o.n, 100);
+	sel.from = newest + 10; /* nothing */
+	sel.last = 0;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK_EQ(o.n, 0);
+	memset(&sel, 0, sizeof sel); /* a whole read never uses one */
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(!o.used);
+	CHECK_EQ(o.n, newest);
+	/* Damage before the entry the read starts at: not read, not reported, and it stops
+	 * nothing; a whole read reports it. */
+	s = l->first + 100;
+	off = rec_off(dir, l->num, s);
+	flip(dir, l->num, off);
+	outcome_read(dir, &sel, &o);
+	CHECK_EQ(o.nerr, 1);
+	CHECK_EQ(o.code[0], FILERING_ECHECKSUM);
+	CHECK_EQ(o.off[0], (int64_t)off);
+	sel.last = 1000;
+	CHECK(!compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	CHECK_EQ(o.nerr, 0);
+	CHECK_EQ(o.n, 1000);
+	CHECK_EQ(o.seqs[0], newest - 999);
+	sel.last = 0;
+	sel.from = l->first + 15000;
+	CHECK(!compare_read(dir, &sel, &o));
+	CHECK(o.used);
+	CHECK_EQ(o.nerr, 0);
+	CHECK_EQ(o.n, newest - sel.from + 1);
+	flip(dir, l->num, off);
+	/* Damage after the entry: read as without an index. */
+	s = newest - 500;
+	off = rec_off(dir, l->num, s);
+	flip(dir, l->num, off);
+	memset(&sel, 0, sizeof sel);
+	sel.last = 1000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK_EQ(o.nerr, 1);
+	CHECK_EQ(o.off[0], (int64_t)off);
+	sel.last = 0;
+	sel.from = l->first + 15000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK_EQ(o.nerr, 1);
+	sel.from = newest - 450; /* after the damage, which lies after the entry */
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK_EQ(o.nerr, 1);
+	sel.from = 0;
+	sel.last = newest - l->first + 1 + 5000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK_EQ(o.nerr, 1);
+	flip(dir, l->num, off);
+	/* Close to the end: the records before the damage start earlier than the entry a
+	 * read of the last 1000 would use; it must not be used. */
+	off = rec_off(dir, l->num, newest - 10);
+	flip(dir, l->num, off);
+	memset(&sel, 0, sizeof sel);
+	sel.last = 1000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK(!o.used);
+	CHECK_EQ(o.n, 1000);
+	CHECK_EQ(o.nerr, 1);
+	flip(dir, l->num, off);
+	/* Damage after the entry of an older segment a read starts in. */
+	s = p->last - 10;
+	off = rec_off(dir, p->num, s);
+	flip(dir, p->num, off);
+	memset(&sel, 0, sizeof sel);
+	sel.last = newest - l->first + 1 + 5000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK_EQ(o.nerr, 1);
+	sel.last = 0;
+	sel.from = p->first + 20000;
+	CHECK(compare_read(dir, &sel, &o));
+	CHECK_EQ(o.nerr, 1);
+	flip(dir, p->num, off);
+	free(o.seqs);
+	manifest_free(&m);
+}
+
+/* test_index_reader: last N and from S through indexes, on a ring whose newest segment is
+ * hot (the writer holds it) and then sealed. */
+static void test_index_reader(void)
+{
+	char *dir = ring_in();
+	filering_options o = small_opts(TEST_MIB, 8);
+	filering_writer *w;
+	filering_selection sel;
+	struct outcome out;
+
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	CHECK_EQ(append_n(w, 118000), 0); /* 3 segments of 32766 records, and 19702 */
+	CHECK_EQ(filering_writer_flush(w), 0);
+	index_reads(dir, 118000);
+	/* A hot segment holding fewer records than the read needs is read whole. */
+	CHECK_EQ(append_n(w, 20000), 0); /* rolls: the hot one holds some 6000 */
+	CHECK_EQ(filering_writer_flush(w), 0);
+	memset(&sel, 0, sizeof sel);
+	memset(&out, 0, sizeof out);
+	sel.last = 8000;
+	CHECK(compare_read(dir, &sel, &out));
+	CHECK(out.used);
+	CHECK_EQ(out.n, 8000);
+	CHECK_EQ(out.seqs[7999], 138000);
+	free(out.seqs);
+	CHECK_EQ(append_n(w, 12000), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	index_reads(dir, 150000);
+}
+
+/* test_index_hostile: indexes that are wrong in every way a reader checks change nothing
+ * and report nothing. The ring has damage before the entry a valid index would start the
+ * reads at, so that a read that used one would differ from one without. */
+static void test_index_hostile(void)
+{
+	enum { SHORT, LONG, EMPTY, MAGIC, VERSION, CRC, NUMBER, SIZE, BLOCK, BLOCK_ODD, COUNT, ZERO, MID_RECORD,
+	       INDEX_UP, INDEX_DOWN, BELOW_BLOCK, BEYOND, SYMLINK, FIFO, DIRECTORY, NV };
+	static const char *const names[] = {"short", "long", "empty", "magic", "version", "crc", "number", "size",
+	                                    "block", "block-odd", "count", "zero", "mid-record", "index-up",
+	                                    "index-down", "below-block", "beyond", "symlink", "fifo", "directory"};
+	char *dir = ring_in(), path[400], good_path[400];
+	filering_options o = small_opts(TEST_MIB, 8);
+	filering_selection last, from;
+	filering_writer *w;
+	struct outcome base_last, base_from, got;
+	struct manifest m;
+	unsigned char *good, *b;
+	size_t n = 0, k;
+	uint64_t num, e;
+	int v, fd;
+
+	memset(&base_last, 0, sizeof base_last);
+	memset(&base_from, 0, sizeof base_from);
+	memset(&got, 0, sizeof got);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	CHECK_EQ(append_n(w, 50000), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	load_manifest(dir, &m);
+	num = m.e[m.n - 1].num;
+	flip(dir, num, rec_off(dir, num, m.e[m.n - 1].first + 100));
+	memset(&last, 0, sizeof last);
+	memset(&from, 0, sizeof from);
+	last.last = 1000;
+	from.from = m.e[m.n - 1].first + 15000;
+	/* A valid index changes these reads; without it they report the damage. */
+	CHECK(!compare_read(dir, &last, &got));
+	CHECK(got.used && got.nerr == 0);
+	CHECK(!compare_read(dir, &from, &got));
+	CHECK(got.used && got.nerr == 0);
+	hide_indexes(dir, 1);
+	outcome_read(dir, &last, &base_last);
+	outcome_read(dir, &from, &base_from);
+	hide_indexes(dir, 0);
+	CHECK_EQ(base_last.nerr, 1);
+	CHECK_EQ(base_from.nerr, 1);
+	file_in(path, sizeof path, dir, num, ".idx");
+	good = read_whole(path, &n);
+	CHECK(good && n == 64 + 8 * 15);
+	snprintf(good_path, sizeof good_path, "%s/../good.idx", dir);
+	CHECK_EQ(write_whole(good_path, good, n), 0);
+	for (v = 0; v < NV && good && !test_failures; v++) {
+		b = (unsigned char *)malloc(n + 8);
+		memcpy(b, good, n);
+		memset(b + n, 0, 8);
+		unlink(path);
+		switch (v) {
+		case MAGIC: b[3] = 'X'; break;
+		case VERSION: st32(b + 8, 2); break;
+		case CRC: b[20] ^= 1; break;
+		case NUMBER: st64(b + 16, num + 1); break;
+		case SIZE: st64(b + 24, 2 * TEST_MIB); break;
+		case BLOCK: st32(b + 32, 32768); break;
+		case BLOCK_ODD: st32(b + 32, 65535); break;
+		case COUNT: st32(b + 36, 16); break;
+		}
+		if (v >= NUMBER && v <= COUNT)
+			st32(b + 12, filering_crc32(0, b + 16, 24));
+		for (k = 15; k >= 1; k--) {
+			e = ld64(b + 64 + 8 * (k - 1));
+			if (!e)
+				continue;
+			switch (v) {
+			case ZERO: e = 0; break;
+			case MID_RECORD: e += 8; break;
+			case INDEX_UP: e += 1ull << 32; break;
+			case INDEX_DOWN: e -= 1ull << 32; break;
+			case BELOW_BLOCK: e = k > 1 ? ld64(b + 64 + 8 * (k - 2)) : e; break;
+			case BEYOND: e |= 0xfffffff8u; break;
+			}
+			st64(b + 64 + 8 * (k - 1), e);
+		}
+		if (v == SYMLINK)
+			CHECK_EQ(symlink("../good.idx", path), 0);
+		else if (v == FIFO)
+			CHECK_EQ(mkfifo(path, 0600), 0);
+		else if (v == DIRECTORY)
+			CHECK_EQ(mkdir(path, 0700), 0);
+		else
+			CHECK_EQ(write_whole(path, b, v == SHORT ? n - 8 : v == LONG ? n + 8 : v == EMPTY ? 0 : n), 0);
+		free(b);
+		outcome_read(dir, &last, &got);
+		if (!same_outcome(&got, &base_last)) {
+			fprintf(stderr, "%s: %s index: last 1000 differs: %lu records, %d errors, used %d; want %lu, %d\n", cur_test,
+			        names[v], (unsigned long)got.n, got.nerr, got.used, (unsigned long)base_last.n, base_last.nerr);
+			test_failures++;
+		}
+		outcome_read(dir, &from, &got);
+		if (!same_outcome(&got, &base_from)) {
+			fprintf(stderr, "%s: %s index: from %llu differs\n", cur_test, names[v],
+			        (unsigned long long)from.from);
+			test_failures++;
+		}
+		if (v == DIRECTORY)
+			rmdir(path);
+	}
+	/* A FIFO named N.idx never blocks a reader (it would hang above), and neither does
+	 * one a writer holds open for writing. */
+	unlink(path);
+	CHECK_EQ(mkfifo(path, 0600), 0);
+	fd = open(path, O_RDWR | O_NONBLOCK);
+	CHECK(fd >= 0);
+	outcome_read(dir, &last, &got);
+	CHECK(same_outcome(&got, &base_last));
+	close(fd);
+	unlink(path);
+	unlink(good_path);
+	free(good);
+	free(got.seqs);
+	free(base_last.seqs);
+	free(base_from.seqs);
+	manifest_free(&m);
+}
+
+/* test_index_recovery: the hot segment a killed producer left keeps its index, which
+ * readers use; indexes of numbers the manifest does not list are removed after the new
+ * manifest, temporary ones at once, and a stray index's number is never used again. */
+static void test_index_recovery(void)
+{
+	char *dir = ring_in(), path[400], tmp[400];
+	filering_options o = small_opts(TEST_MIB, 8);
+	filering_selection sel;
+	filering_writer *w;
+	struct outcome out;
+	struct manifest m;
+
+	memset(&out, 0, sizeof out);
+	CHECK(waitkilled(crash_child(dir, &o, 50000))); /* segment 1 sealed, 2 hot */
+	CHECK_EQ(access(file_in(path, sizeof path, dir, 2, ".idx"), F_OK), 0);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	if (test_failures)
+		return;
+	CHECK_EQ(filering_writer_next_seq(w), 50001);
+	CHECK_EQ(access(path, F_OK), 0);
+	expect_index(dir, 2, TEST_MIB);
+	memset(&sel, 0, sizeof sel);
+	sel.last = 100;
+	CHECK(compare_read(dir, &sel, &out));
+	CHECK(out.used);
+	CHECK_EQ(out.n, 100);
+	CHECK_EQ(filering_writer_close(w), 0);
+	/* Leftovers: an unlisted index above every number, a temporary one. */
+	CHECK_EQ(write_whole(file_in(path, sizeof path, dir, 40, ".idx"), "stray", 5), 0);
+	chmod(path, 0600);
+	snprintf(tmp, sizeof tmp, "%s/.0000000000000041.new-abcdef.idx", dir);
+	CHECK_EQ(write_whole(tmp, "tmp", 3), 0);
+	chmod(tmp, 0600);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK(access(path, F_OK) != 0);
+	CHECK(access(tmp, F_OK) != 0);
+	load_manifest(dir, &m);
+	CHECK_EQ(m.e[m.n - 1].num, 41);
+	CHECK_EQ(count_names(dir, ".idx", 0), (int)m.n);
+	manifest_free(&m);
+	CHECK_EQ(append_n(w, 10), 0);
+	expect_index(dir, 41, TEST_MIB);
+	CHECK_EQ(filering_writer_close(w), 0);
+	free(out.seqs);
+}
+
 /* ---- the conformance corpus ---------------------------------------------------------------- */
 
 static int copy_file(const char *from, const char *to)
@@ -1936,6 +2732,12 @@ int main(int argc, char **argv)
 	run_test("reader/windows-open", test_reader_windows_open);
 	run_test("reader/windows-gone", test_reader_windows_gone);
 	run_test("reader/windows-follow-loss", test_reader_windows_follow_loss);
+	run_test("index/check", test_index_check);
+	run_test("index/writer", test_index_writer);
+	run_test("index/retention", test_index_retention);
+	run_test("index/recovery", test_index_recovery);
+	run_test("index/reader", test_index_reader);
+	run_test("index/hostile", test_index_hostile);
 	if (corpus_dir)
 		run_corpus();
 	rm_rf(tmp_root);
