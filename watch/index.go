@@ -104,3 +104,31 @@ func (x *segIndex) check(e segment.IndexEntry, k int) bool {
 	}
 	return true
 }
+
+// count returns how many records the segment holds, from its last entry on: the entry's
+// index and the records c, a cursor over the segment, passes from it to the end of what
+// is committed. ok is false when there is no entry to use or a record from it on fails
+// its checks; c is then somewhere in the segment.
+func (x *segIndex) count(c *cursor) (n uint64, ok bool) {
+	last, _, found := x.find(^uint64(0))
+	if !found {
+		return 0, false
+	}
+	c.seek(last.Offset, x.seg.hdr.FirstSeq+last.Index)
+	k, _ := passRest(c, 1)
+	if c.Err() != nil {
+		return 0, false
+	}
+	return last.Index + k, true
+}
+
+// countIndexed counts the records of the segment c is a new cursor over through the
+// segment's index (segIndex.count), when it has one that serves.
+func (r *Ring) countIndexed(c *cursor) (uint64, bool) {
+	x, done := r.openIndex(c.seg)
+	if x == nil {
+		return 0, false
+	}
+	defer done()
+	return x.count(c)
+}

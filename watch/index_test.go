@@ -127,12 +127,22 @@ func manifestAt(t testing.TB, dir string) *segment.Manifest {
 }
 
 // TestSnapshot_IndexSameRecords: through the indexes, every Last and From selection of
-// healthy rings, hot and sealed, delivers exactly what it delivers without them.
+// healthy rings, hot and sealed, delivers exactly what it delivers without them, and
+// Stat counts the same.
 func TestSnapshot_IndexSameRecords(t *testing.T) {
 	for _, seal := range []bool{false, true} {
 		dir, last := indexedRing(t, seal)
 		plain := copyRing(t, dir, false)
 		indexed := copyRing(t, dir, true)
+		// Stat counts the hot segment from its last entry.
+		want, err := openRing(t, plain).Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := openRing(t, indexed).Stat()
+		if err != nil || got.Records != want.Records || got.LastSeq != last || len(got.Damage) != 0 {
+			t.Fatalf("stat %+v, %v; without the index %+v", got, err, want)
+		}
 		for _, sel := range selections(t, dir) {
 			want, err, _ := readSel(t, plain, sel)
 			if err != nil {

@@ -252,17 +252,8 @@ func (s *Snapshot) countIndexed(c *cursor, need uint64) (n uint64, at *resumeAt,
 	var total uint64
 	if e := seg.entry; e.Sealed {
 		total = e.LastSeq - first + 1
-	} else {
-		last, _, found := x.find(^uint64(0))
-		if !found {
-			return 0, nil, 0, false
-		}
-		c.seek(last.Offset, first+last.Index)
-		k, _ := passRest(c, 1)
-		if c.Err() != nil {
-			return 0, nil, 0, false
-		}
-		total = last.Index + k
+	} else if total, ok = x.count(c); !ok {
+		return 0, nil, 0, false
 	}
 	if total <= need {
 		return 0, nil, 0, false // every record counts: from the start

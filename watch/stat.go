@@ -26,7 +26,8 @@ type Stat struct {
 }
 
 // Stat reads the manifest, checks the header of every listed segment as any reader does,
-// and scans the hot segment, and summarizes the ring. Sealed segments are counted by the
+// and scans the hot segment (from its last index entry, when it has an index that
+// serves: docs/FORMAT.md, "The segment index"), and summarizes the ring. Sealed segments are counted by the
 // manifest without reading their records, unless their committed word shows they are too
 // short to hold them: record-level damage in them is otherwise found by the readers that
 // read them. Stat fails only when the ring cannot be read as a whole; damage to segments
@@ -75,11 +76,16 @@ func (r *Ring) Stat() (Stat, error) {
 				st.Damage = append(st.Damage, err)
 				continue
 			}
-			for c.next(false) {
-				last = c.Record().Seq
-			}
-			if err := c.Err(); err != nil {
-				st.Damage = append(st.Damage, err)
+			if n, ok := r.countIndexed(c); ok {
+				last = first + n - 1 // n > 0: the index had an entry
+			} else {
+				c = &cursor{seg: s, sc: s.scanner()}
+				for c.next(false) {
+					last = c.Record().Seq
+				}
+				if err := c.Err(); err != nil {
+					st.Damage = append(st.Damage, err)
+				}
 			}
 			s.close()
 			if last == 0 {
