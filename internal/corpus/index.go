@@ -55,6 +55,15 @@ func indexed() []*ring {
 	r.json().selWant(50, 0, all, nil).selWant(0, 201, all, nil).selWant(0, 395, all, nil)
 	out = append(out, r)
 
+	r = newIndexed("index-damage-before-and-after", "Records failing their CRC in the hot segment before its index entries (index 5) and after them (index 280): --from after the entry delivers as it goes from the entry, up to the second damage, and reports that one only; --last, which needs the count, reads the segment from its start, as without the index, and meets the first.")
+	s1 = r.sealedSeg(1, 1, 400).index(indexBlock)
+	s2 = flip(r.hotSeg(2, 401, 300).index(indexBlock), 5)
+	late := s2.offs[280]
+	s2.buf[late+4] ^= 1
+	r.json().sel(5, 0).sel(300, 0).
+		selWant(0, 551, slices.Concat(s1.recs, s2.recs[:280]), []Error{{File: str(s2.file), Offset: at(late), Kind: KindChecksum}})
+	out = append(out, r)
+
 	r = newIndexed("index-damage-after", "A record failing its CRC after the index entries a run would start at, in a sealed segment (index 390) and in the hot one (index 280): the run reads that segment from its start instead, so it delivers and reports exactly what it does without the index.")
 	s1 = flip(r.sealedSeg(1, 1, 400).index(indexBlock), 390)
 	s2 = r.sealedSeg(2, 401, 20).index(indexBlock)

@@ -22,6 +22,7 @@ import time
 from ._errors import CorruptionError, Error, Loss, NoRingError
 from ._inotify import Watcher
 from ._ring import _read_last, open_dir, read_manifest, snapshot
+from ._index import entry_for
 from ._segment import Cursor, open_segment
 
 TYPE_CHECKING = False
@@ -306,9 +307,25 @@ class _Core(object):
                 seg.close()
                 self.damage = seg.damage
                 return False
-            self.cursor = Cursor(seg)
+            self.cursor = self._cursor(seg)
             return True
         return False
+
+    def _cursor(self, seg: "Segment") -> Cursor:
+        """_cursor returns a cursor on seg for the next record expected.
+
+        When that record is inside the segment (the first segment of from_seq or last),
+        the cursor starts at the entry of the segment's index before it, if the entry
+        checks out (docs/FORMAT.md, "The segment index"), else at offset 64. A follower
+        delivers as it goes, as a --from read does: damage from the entry on is met
+        there, as from offset 64; damage before it is not read.
+        """
+        i = self.next - seg.first_seq
+        if i > 0:
+            at = entry_for(self.dfd, seg, i)  # type: ignore[arg-type]
+            if at is not None:
+                return Cursor(seg, at[0], at[1])
+        return Cursor(seg)
 
     def _anew(self, m: "Manifest") -> bool:
         """_anew reports whether the ring of manifest m was created anew: its next sequence

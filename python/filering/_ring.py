@@ -4,6 +4,12 @@ A Ring is a path and nothing more: each snapshot opens the directory, reads the 
 and opens the segments it needs, at most 64 at a time (a window of the manifest's entries,
 read and closed before the next is opened), so a ring created anew at the same path is
 read as it is now. Followers and takers hold the directory open themselves.
+
+A read that starts inside a segment (the last N records, records from a sequence number)
+starts at an entry of the segment's index N.idx when there is one that checks out and
+every record from it to the segment's end does (docs/FORMAT.md, "The segment index";
+_index.py): damage before that entry is then not read, the only difference an index
+makes. Whole reads never use an index.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import struct
 from ._errors import CorruptionError, Error, ManifestError, NoRingError
 from ._format import ID_FILE, LOCK_FILE, MANIFEST, MANIFEST_MAX
 from ._manifest import parse_manifest
+from ._index import entry_for, top_entry
 from ._segment import Cursor, NotRegular, open_regular, open_segment
 
 TYPE_CHECKING = False
@@ -253,7 +260,8 @@ def _read_last(dfd: int, path: str, n: int, start: int) -> "Tuple[List[_Batch], 
     it reads them, newest first, keeping the last records each can give, and closes
     each once read. When they were not enough (more than MAX_OPEN segments, or damage
     left the count short), it opens older segments and reads on. A segment is read
-    when it is counted, so none is opened twice (docs/FORMAT.md, "Reading", step 2).
+    when it is counted, so none is opened twice (docs/FORMAT.md, "Reading", step 2),
+    from the entry of its index before the records it gives when it can (_read_tail).
     Missing segments are skipped, after one manifest re-read for all of them (a changed
     generation that no longer lists them starts over). It returns the batches oldest
     first, and the ring's next sequence number as the manifest shows it.
@@ -289,10 +297,9 @@ def _read_last(dfd: int, path: str, n: int, start: int) -> "Tuple[List[_Batch], 
                         if seg.damage is not None:
                             batches[index] = _Batch([], seg.damage, 0)
                             continue
-                        c = Cursor(seg)
-                        recs = c.read(start, keep=n - have)
-                        batches[index] = _Batch(recs, c.error, c.seq - 1)
-                        have += len(recs)
+                        b = _read_tail(dfd, seg, start, n - have)
+                        batches[index] = b
+                        have += len(b.records)
                     finally:
                         seg.close()
         finally:
@@ -336,13 +343,13 @@ def snapshot(
         try:
             if last is None:
                 for seg in opened.each():
-                    yield _read_one(seg, start, since, None)
+                    yield _read_one(seg, start, since, None, dfd)  # type: ignore[arg-type]
                 return
             # Last and since: keep the last records that pass, at most last of them.
             kept = []  # type: List[_Batch]
             total = 0
             for seg in opened.each():
-                b = _read_one(seg, start, since, last)
+                b = _read_one(seg, start, since, last, dfd)  # type: ignore[arg-type]
                 kept.append(b)
                 total += len(b.records)
                 for k in kept:
@@ -360,11 +367,77 @@ def snapshot(
             os.close(dfd)  # type: ignore[arg-type]
 
 
-def _read_one(seg: "Segment", start: int, since: "Optional[int]", keep: "Optional[int]") -> _Batch:
+def _read_at(seg: "Segment", at: "Tuple[int, int]", start: int, keep: "Optional[int]") -> "Optional[_Batch]":
+    """_read_at reads seg from at, a checked index entry (offset, index), to its end.
+
+    It returns None when a record there breaks a rule (for a segment listed sealed: up
+    to its committed word, ending with last_seq): the index is not used then, and the
+    segment is to be read from offset 64, which reports what it finds.
+    """
+    c = Cursor(seg, at[0], at[1])
+    recs = c.read(start, keep=keep)
+    if c.error is not None:
+        return None
+    return _Batch(recs, None, c.seq - 1)
+
+
+def _read_indexed(dfd: int, seg: "Segment", i: int, start: int, keep: "Optional[int]") -> "Optional[_Batch]":
+    """_read_indexed reads seg from the entry of its index for a read that starts at its
+    record with index i (docs/FORMAT.md, "The segment index"); None: no index for this
+    read (none, it fails a check, or a record from the entry on breaks a rule)."""
+    at = entry_for(dfd, seg, i)
+    if at is None:
+        return None
+    return _read_at(seg, at, start, keep)
+
+
+def _read_tail(dfd: int, seg: "Segment", start: int, keep: int) -> _Batch:
+    """_read_tail reads the last keep records of seg from sequence start on.
+
+    It starts at the entry of the segment's index before the first of them when it can:
+    for a segment listed sealed the count is the manifest's; for the hot one it is the
+    last non-zero entry's index plus the records from it on. Without an index, or when
+    the count is short of keep, or when a record from the entry on breaks a rule, it
+    reads the segment from offset 64 (and reports what it finds there).
+    """
+    first = seg.first_seq
+    if seg.listed_sealed:
+        i = max(start - first, seg.last_seq - first + 1 - keep)
+        if i > 0:
+            b = _read_indexed(dfd, seg, i, start, keep)
+            if b is not None:
+                return b
+    else:
+        top = top_entry(dfd, seg)
+        if top is not None:
+            b = _read_at(seg, top, start, keep)
+            if b is not None:
+                i = max(start - first, b.seen + 1 - first - keep)  # b.seen + 1 - first: the count
+                if i >= top[1]:
+                    return b  # the records from the last entry on are enough
+                if i > 0:
+                    b = _read_indexed(dfd, seg, i, start, keep)
+                    if b is not None:
+                        return b
+    c = Cursor(seg)
+    recs = c.read(start, keep=keep)
+    return _Batch(recs, c.error, c.seq - 1)
+
+
+def _read_one(seg: "Segment", start: int, since: "Optional[int]", keep: "Optional[int]", dfd: int = -1) -> _Batch:
+    """_read_one reads the records of seg from sequence start on (with since and keep as
+    Cursor.read takes them) and closes it. A read that starts inside the segment begins
+    at the entry of its index (dfd the ring directory) when one checks out, else at
+    offset 64. It meets damage from the entry on as a read from offset 64 does, as a
+    --from read that delivers as it goes (docs/FORMAT.md, "The segment index"); damage
+    before the entry is not read."""
     try:
         if seg.damage is not None:
             return _Batch([], seg.damage, 0)
-        c = Cursor(seg)
+        at = None
+        if dfd >= 0 and start > seg.first_seq:
+            at = entry_for(dfd, seg, start - seg.first_seq)
+        c = Cursor(seg) if at is None else Cursor(seg, at[0], at[1])
         recs = c.read(start, keep=keep, since=since)
         return _Batch(recs, c.error, c.seq - 1)
     finally:
@@ -483,6 +556,9 @@ class Ring(object):
         files are open at once: a longer ring is read a window of its manifest at a
         time, and a segment gone before its window is reached is skipped; last alone
         walks back from the newest segment, 64 at a time, each read when counted.
+        A selection that starts inside a segment starts at an entry of the segment's
+        index (N.idx) when it has a good one: damage before that entry is then not
+        read, nor reported.
 
         Damage (a CorruptionError naming the file and offset) raises, unless on_damage
         is given: then each is passed to it, in the order of the manifest, and the

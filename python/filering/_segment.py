@@ -6,10 +6,11 @@ holds is bounded by the window and by the records it returns, never by a length 
 from the file. Records are checked against every rule of docs/FORMAT.md ("Reading",
 step 4) in the copy that is returned, so what a reader returns is what it checked.
 
-Speed. Records have no index: finding the last N records of a segment means walking it
-from its start, checking the framing (size, bounds, sequence) and the CRC of every
-record. Runs of equally spaced records are framed in bulk, by comparing strided views of
-the window as bytes. Their CRCs are checked in bulk too, with one zlib.crc32 call over a
+Speed. Without a segment index (N.idx, _index.py), finding the last N records of a
+segment means walking it from its start; with one, from the entry before them. Walking
+checks the framing (size, bounds, sequence) and the CRC of every record. Runs of
+equally spaced records are framed in bulk, by comparing strided views of the window as
+bytes. Their CRCs are checked in bulk too, with one zlib.crc32 call over a
 rearranged copy of the run: each record becomes P + body + ~CRC (P the four bytes that
 take a CRC-32 register from 0 to 0xFFFFFFFF, ~CRC the stored CRC inverted), whose raw
 CRC (no initial or final inversion) is zero exactly when the stored CRC is the body's,
@@ -351,7 +352,9 @@ class _Big(object):
 class Cursor(object):
     """Cursor reads the records of one open, checked segment in order.
 
-    .off is the offset of the next record, .seq the sequence number it must carry.
+    .off is the offset of the next record, .seq the sequence number it must carry: 64
+    and the first sequence number, or where an entry of the segment's index says the
+    record with that index is (_index.py; the entry checked first).
     read() returns the records from there to the end of what is committed, and moves on.
     .done is set when the segment can hold no more records for this cursor: it is sealed
     and read to its end, or damaged (.error then says how).
@@ -359,11 +362,11 @@ class Cursor(object):
 
     __slots__ = ("seg", "off", "seq", "done", "error", "_bigs")
 
-    def __init__(self, seg: Segment) -> None:
+    def __init__(self, seg: Segment, off: int = HEADER_SIZE, index: int = 0) -> None:
         self._bigs = False  # a _Big was noted during this read
         self.seg = seg
-        self.off = HEADER_SIZE
-        self.seq = seg.first_seq
+        self.off = off  # another offset than 64: a checked entry of the segment's index
+        self.seq = seg.first_seq + index
         self.done = False
         self.error = None  # type: Optional[CorruptionError]
 

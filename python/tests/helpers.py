@@ -139,6 +139,59 @@ def write_ring(ring, payloads, segment_size=4096, segments_max=16, hot=True, fir
     return entries
 
 
+def index_entries(size, block, offsets):
+    """index_entries returns the K entries of a segment's index (docs/FORMAT.md, "The
+    segment index"): entry k is offset | index << 32 of the first record at or after
+    k * block, 0 when no record (among offsets, those published) is there."""
+    count = (size - 1) // block
+    out = []
+    j = 0
+    for k in range(1, count + 1):
+        while j < len(offsets) and offsets[j] < k * block:
+            j += 1
+        out.append(offsets[j] | j << 32 if j < len(offsets) else 0)
+    return out
+
+
+def index_bytes(number, size, block, offsets, entries=None):
+    """index_bytes builds a whole index file N.idx for segment number (size bytes) whose
+    records start at offsets; entries, if given, replaces the entries computed."""
+    if entries is None:
+        entries = index_entries(size, block, offsets)
+    fixed = struct.pack("<QQII", number, size, block, len(entries))
+    head = b"FILERIDX" + struct.pack("<II", 1, zlib.crc32(fixed)) + fixed + bytes(24)
+    return head + struct.pack("<%dQ" % len(entries), *entries)
+
+
+def segment_offsets(data):
+    """segment_offsets returns the offsets of the records of a segment file's bytes, from
+    offset 64 while they are valid (a producer's index points at no other)."""
+    size = len(data)
+    first = struct.unpack_from("<Q", data, 32)[0]
+    off = 64
+    out = []
+    while off + 24 <= size:
+        n, crc, seq = struct.unpack_from("<IIQ", data, off)
+        if n < 24 or off + align8(n) > size or seq != first + len(out) or zlib.crc32(data[off + 8 : off + n]) != crc:
+            break
+        out.append(off)
+        off += align8(n)
+    return out
+
+
+def write_index(ring, number, block=4096, offsets=None, entries=None):
+    """write_index writes the index of segment number of ring, for its records (offsets,
+    or those found in the file), with blocks of block bytes; it returns the entries."""
+    with open(os.path.join(ring, seg_name(number)), "rb") as f:
+        data = f.read()
+    if offsets is None:
+        offsets = segment_offsets(data)
+    if entries is None:
+        entries = index_entries(len(data), block, offsets)
+    write_file(os.path.join(ring, seg_name(number, ".idx")), index_bytes(number, len(data), block, offsets, entries))
+    return entries
+
+
 def patch_bytes(path, offset, data):
     with open(path, "r+b") as f:
         f.seek(offset)

@@ -260,6 +260,33 @@ class TestCorpus(unittest.TestCase):
         # The corpus is in the repository: a missing one is a failure, not a pass.
         self.assertGreater(CASES, 50, "no conformance corpus at %s (set FILERING_REPO)" % CORPUS)
 
+    def test_MaterializeCopiesEveryFile(self):
+        # Every file of a case's ring/ is copied, byte for byte, whatever its name:
+        # segment indexes (N.idx), names readers do not know, names starting with ".".
+        tmp = tempfile.mkdtemp(prefix="filering-conformance-", dir=tmp_base())
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.mkdir(os.path.join(tmp, "case"))
+        src = os.path.join(tmp, "case", "ring")
+        os.mkdir(src)
+        files = {
+            "manifest": b"{}\n",
+            "0000000000000001.seg": bytes(range(256)) * 16,
+            "0000000000000001.idx": b"FILERIDX" + bytes(56) + b"\x01" * 24,
+            "0000000000000002.idx": b"",
+            "id": b"0" * 32 + b"\n",
+            ".0000000000000003.seg.new-x": b"tmp",
+            "unknown name": b"\xff\x00",
+        }
+        for name, data in files.items():
+            with open(os.path.join(src, name), "wb") as f:
+                f.write(data)
+        dst = os.path.join(tmp, "ring")
+        materialize(os.path.join(tmp, "case"), {"setup": []}, dst)
+        self.assertEqual(sorted(os.listdir(dst)), sorted(files))
+        for name, data in files.items():
+            with open(os.path.join(dst, name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+
     def test_CheckStderr(self):
         ring = "/tmp/x/ring"
         e = [{"file": "0000000000000002.seg", "offset": 136, "kind": "checksum"}]
