@@ -23,7 +23,7 @@ from ._format import HEADER_SIZE, RECORD_HEADER_SIZE, segment_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional, Tuple
+    from typing import Callable, Optional, Tuple
 
     from ._segment import Segment
 
@@ -162,29 +162,20 @@ def entry_for(dfd: int, seg: "Segment", i: int) -> "Optional[Tuple[int, int]]":
 
     dfd is the ring directory; seg is open and its header checked (no damage).
     """
-    if i <= 0 or seg.fd is None or seg.damage is not None:
+    if i <= 0:
         return None
-    opened = _open(dfd, seg)
-    if opened is None:
-        return None
-    fd, block, count = opened
-    try:
-        found = _largest_at_most(fd, count, i)
-    except OSError:
-        found = None
-    finally:
-        os.close(fd)
-    if found is None:
-        return None
-    try:
-        return _check(seg, found[0], block, found[1])
-    except OSError:
-        return None
+    return _lookup(dfd, seg, lambda fd, count: _largest_at_most(fd, count, i))
 
 
 def top_entry(dfd: int, seg: "Segment") -> "Optional[Tuple[int, int]]":
     """top_entry returns (offset, index) of the checked entry with the largest k whose
     entry is non-zero (for counting a hot segment's records), or None: no index."""
+    return _lookup(dfd, seg, _largest)
+
+
+def _lookup(dfd: int, seg: "Segment", find: "Callable[[int, int], Optional[Tuple[int, int]]]") -> "Optional[Tuple[int, int]]":
+    """_lookup opens seg's index, finds an entry with find(fd, count), closes the index
+    and checks the entry against the segment: (offset, index), or None."""
     if seg.fd is None or seg.damage is not None:
         return None
     opened = _open(dfd, seg)
@@ -192,7 +183,7 @@ def top_entry(dfd: int, seg: "Segment") -> "Optional[Tuple[int, int]]":
         return None
     fd, block, count = opened
     try:
-        found = _largest(fd, count)
+        found = find(fd, count)
     except OSError:
         found = None
     finally:

@@ -343,3 +343,18 @@ class Producer(object):
         elif self.fd is not None:
             os.close(self.fd)
         self.fd = None
+
+
+def open_targets():
+    """open_targets returns the paths this process's descriptors are open on, without the
+    " (deleted)" the kernel adds to a removed file's."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if target.endswith(" (deleted)"):
+            target = target[: -len(" (deleted)")]
+        out.append(target)
+    return out

@@ -32,6 +32,7 @@ from helpers import (
     index_bytes,
     index_entries,
     manifest_doc,
+    open_targets,
     patch_bytes,
     record_bytes,
     seg_name,
@@ -113,15 +114,7 @@ class Spy(object):
 
 def open_index_fds():
     """open_index_fds counts this process's descriptors open on *.idx files."""
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + fd)
-        except OSError:
-            continue
-        if target.replace(" (deleted)", "").endswith(".idx"):
-            n += 1
-    return n
+    return sum(1 for t in open_targets() if t.endswith(".idx"))
 
 
 def mixed_payloads(n, seed, big=()):
@@ -534,16 +527,24 @@ class TestDamageAfterTheEntry(IndexedRing):
                     recs, errs = self.same(**kw)
                     self.assertEqual([x[:3] for x in errs], [(e["name"], end, "last-seq")])
 
-    def test_From_damageBeforeAndAfter(self):
-        # A --from read delivers as it goes from the entry: with damage before and after
-        # the entry, it reads what it reads without the index when only the damage after
-        # the entry is there (docs/FORMAT.md, "The segment index").
+    def damage_before_and_after(self):
+        """damage_before_and_after flips the CRC of the second record of the segment before
+        the newest, before its index entries, and of its last but one, after the entry a
+        read of its last 8 records starts at; it returns the segment, its record count,
+        the index of that entry and the offset of the first flipped byte."""
         e = self.entries[-2]
         count = len(e["offsets"])
         k, off, index = self.chosen(e, count - 8)
         early, late = e["offsets"][1] + 4, e["offsets"][count - 2] + 4
         flip(self.seg_path(e), early)
         flip(self.seg_path(e), late)
+        return e, count, index, early
+
+    def test_From_damageBeforeAndAfter(self):
+        # A --from read delivers as it goes from the entry: with damage before and after
+        # the entry, it reads what it reads without the index when only the damage after
+        # the entry is there (docs/FORMAT.md, "The segment index").
+        e, count, index, early = self.damage_before_and_after()
         kw = {"from_seq": e["first_seq"] + index}
         got = read(self.ring, **kw)
         flip(self.seg_path(e), early)
@@ -559,12 +560,7 @@ class TestDamageAfterTheEntry(IndexedRing):
         # reads what it reads without the index on the segment damaged after the entry
         # only. Started with last, it counts back as a last read does: a record failing
         # after the entry makes it read the segment from offset 64, as without an index.
-        e = self.entries[-2]
-        count = len(e["offsets"])
-        k, off, index = self.chosen(e, count - 8)
-        early, late = e["offsets"][1] + 4, e["offsets"][count - 2] + 4
-        flip(self.seg_path(e), early)
-        flip(self.seg_path(e), late)
+        e, count, index, early = self.damage_before_and_after()
         newer = len(self.entries[-1]["offsets"])
         kw = {"from_seq": e["first_seq"] + index}
         with self.subTest(**kw):

@@ -22,7 +22,7 @@ from unittest import mock
 import filering
 from filering import _ring
 
-from helpers import HERE, T0, Producer, RingTestCase, check_installed, expected, patch_bytes, write_ring
+from helpers import HERE, T0, Producer, RingTestCase, check_installed, expected, open_targets, patch_bytes, write_ring
 
 SEGMENTS = 300
 PER_SEGMENT = 8  # records of PAYLOAD bytes in a 4 KiB segment: 8 * 504 = 4096 - 64
@@ -40,17 +40,7 @@ def payloads(n):
 
 def open_segment_files(prefix):
     """open_segment_files counts the descriptors of this process open on *.seg files under prefix."""
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + fd)
-        except OSError:
-            continue
-        if target.endswith(" (deleted)"):
-            target = target[: -len(" (deleted)")]
-        if target.startswith(prefix + os.sep) and target.endswith(".seg"):
-            n += 1
-    return n
+    return sum(1 for t in open_targets() if t.startswith(prefix + os.sep) and t.endswith(".seg"))
 
 
 def run_limited(code, *args):
