@@ -60,7 +60,8 @@ func copyRing(t testing.TB, dir string, index bool) string {
 // indexedRing makes a ring of 8 segments of 1 MiB (indexed) holding records of many
 // sizes, some longer than an index block, whose newest segment holds at least 2500
 // records, and returns its directory and the last sequence number. With seal the
-// producer is closed; otherwise the hot segment stays hot.
+// producer is closed; otherwise the directory is a copy made while the producer ran,
+// whose newest segment is hot.
 func indexedRing(t testing.TB, seal bool) (string, uint64) {
 	t.Helper()
 	dir := ringtest.Dir(t)
@@ -99,10 +100,12 @@ func indexedRing(t testing.TB, seal bool) (string, uint64) {
 	last := w.NextSeq() - 1
 	if seal {
 		w.Close()
-	} else {
-		t.Cleanup(func() { w.Close() })
+		return dir, last
 	}
-	return dir, last
+	// A copy made while the producer runs: its hot segment stays hot, and nothing
+	// changes under the tests, which compare copies of it.
+	defer w.Close()
+	return copyRing(t, dir, true), last
 }
 
 // selections are the reads the index tests compare: the last N across block and
