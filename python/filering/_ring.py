@@ -424,6 +424,24 @@ def _read_tail(dfd: int, seg: "Segment", start: int, keep: int) -> _Batch:
     return _Batch(recs, c.error, c.seq - 1)
 
 
+def _hot_last(dfd: int, seg: "Segment", damage: "List[Error]") -> int:
+    """_hot_last returns the sequence number of the last record of seg, a hot segment
+    (first_seq - 1 when it holds none), counting from the last entry of its index when
+    the records from there on pass their checks (docs/FORMAT.md, "The segment index"),
+    else from offset 64; damage met there is appended to damage."""
+    top = top_entry(dfd, seg)
+    if top is not None:
+        c = Cursor(seg, top[0], top[1])
+        c.read(1 << 64)  # scan, keeping nothing
+        if c.error is None:
+            return c.seq - 1
+    c = Cursor(seg)
+    c.read(1 << 64)
+    if c.error is not None:
+        damage.append(c.error)
+    return c.seq - 1
+
+
 def _read_one(seg: "Segment", start: int, since: "Optional[int]", keep: "Optional[int]", dfd: int = -1) -> _Batch:
     """_read_one reads the records of seg from sequence start on (with since and keep as
     Cursor.read takes them) and closes it. A read that starts inside the segment begins
@@ -644,7 +662,8 @@ class Ring(object):
 
     def stat(self) -> Stat:
         """stat summarizes the ring: the manifest, every listed segment's header, the hot
-        segment's records (sealed segments are counted by the manifest), the producer."""
+        segment's records (from its last index entry when it has an index that serves;
+        sealed segments are counted by the manifest), the producer."""
         path = self.path
         dfd = open_dir(path)
         try:
@@ -673,11 +692,7 @@ class Ring(object):
                     first, last = seg.first_seq, seg.last_seq
                     if not seg.listed_sealed:
                         st.hot_segment = seg.name
-                        c = Cursor(seg)
-                        c.read(1 << 64)  # scan, keeping nothing
-                        if c.error is not None:
-                            st.damage.append(c.error)
-                        last = c.seq - 1
+                        last = _hot_last(dfd, seg, st.damage)
                         if last < first:
                             continue
                     if st.first_seq == 0:

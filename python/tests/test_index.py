@@ -588,6 +588,21 @@ class TestDamageAfterTheEntry(IndexedRing):
                 self.assertEqual(got, want)
                 self.assertEqual(got[1], [(e["name"], e["offsets"][count - 2], "checksum")])
 
+    def test_Stat_hotThroughIndex(self):
+        # stat counts the hot segment from its last index entry: the same count as
+        # without the index; damage before the entry is not read, as by last N.
+        hot = self.entries[-1]
+        ring = filering.open(self.ring)
+        got = ring.stat()
+        with hidden_indexes(self.ring):
+            want = ring.stat()
+        self.assertEqual((got.records, got.last_seq, got.damage), (want.records, want.last_seq, []))
+        flip(self.seg_path(hot), hot["offsets"][1] + 4)
+        got = ring.stat()
+        self.assertEqual((got.records, got.last_seq, got.damage), (want.records, want.last_seq, []))
+        with hidden_indexes(self.ring):
+            self.assertEqual([e.offset for e in ring.stat().damage], [hot["offsets"][1]])
+
     def test_Hot_tornAndLagging(self):
         # The hot segment: a committed word far behind (records above it valid), then a
         # torn record: not damage, the same with and without the index.
