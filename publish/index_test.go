@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/filering/filering/internal/ringtest"
@@ -179,5 +180,49 @@ func TestIndex_Recovery(t *testing.T) {
 	}
 	if w.hot.num <= hot+5 {
 		t.Fatalf("new hot segment %d", w.hot.num)
+	}
+}
+
+// TestIndex_Reused: the file of a removed segment's index becomes a later segment's
+// index (the same inode under the new name), with that segment's header and entries
+// only; free files do not outlive the writer.
+func TestIndex_Reused(t *testing.T) {
+	dir := ringtest.Dir(t)
+	w, err := Open(dir, Options{SegmentSize: 1 << 20, Segments: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]uint64{} // inode -> the segment whose index it was first
+	reused := 0
+	rec := make([]byte, 3000)
+	for w.NextSeq() < 3000 {
+		if _, err := w.Append(rec); err != nil {
+			t.Fatal(err)
+		}
+		num := w.hot.num
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(dir, segment.IndexName(num)), &st); err != nil {
+			t.Fatal(err)
+		}
+		if first, ok := seen[st.Ino]; !ok {
+			seen[st.Ino] = num
+		} else if first != num {
+			seen[st.Ino] = num
+			reused++
+		}
+	}
+	m := manifestOf(t, dir)
+	for _, e := range m.Segments {
+		checkIndex(t, dir, e.Number())
+	}
+	if reused == 0 {
+		t.Fatalf("no index file reused in %d segments", m.Segments[len(m.Segments)-1].Number())
+	}
+	w.Close()
+	if names, _ := filepath.Glob(filepath.Join(dir, ".*")); len(names) != 0 {
+		t.Fatalf("files left after Close: %v", names)
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*.idx")); len(names) != 2 {
+		t.Fatalf("indexes %v, want those of the 2 listed segments", names)
 	}
 }

@@ -44,7 +44,7 @@ func (w *Writer) retire(h *hotSegment) {
 	case w.retired <- h:
 		w.held.Add(1)
 	default:
-		release(h)
+		w.releaseHot(h)
 	}
 }
 
@@ -61,13 +61,14 @@ func (w *Writer) removeLater(name string) {
 }
 
 // remove removes a file of the ring and logs a failure. A segment's index goes with
-// it, whether or not a taker took the segment file first.
+// it, whether or not a taker took the segment file first: into the pool of free index
+// files when the writer holds it (removeIndex).
 func (w *Writer) remove(name string) {
 	if err := w.fs.remove(name); err != nil {
 		w.opts.Logf("%v", err)
 	}
 	if n, ok := segment.ParseName(name, segment.SegmentSuffix); ok {
-		if err := w.fs.remove(segment.IndexName(n)); err != nil {
+		if err := w.removeIndex(n); err != nil {
 			w.opts.Logf("%v", err)
 		}
 	}
@@ -102,7 +103,7 @@ func (w *Writer) preparer() {
 		case <-w.stop:
 			return
 		case h := <-w.retired:
-			release(h)
+			w.releaseHot(h)
 			w.freedOne()
 		case name := <-w.doomed:
 			w.remove(name)

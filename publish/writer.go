@@ -141,6 +141,7 @@ type Writer struct {
 	clock      clock // record timestamps
 	waking     *hotSegment
 	spare      *spare        // the next segment, allocated ahead of need
+	idx        indexPool     // the indexes of sealed segments, and free index files
 	preparing  atomic.Uint64 // the segment number the preparer is allocating, 0 when none; set under mu to 0
 	rolling    bool          // a roll is under way; it may wait with mu released
 	tight      atomic.Bool   // the file system ran out of room: allocate nothing ahead; set under mu
@@ -503,16 +504,18 @@ func (w *Writer) finishHot() error {
 
 func (w *Writer) unmapHot() {
 	if h := w.hot; h != nil {
-		release(h)
+		w.releaseHot(h)
 		w.hot = nil
 	}
 }
 
-func release(h *hotSegment) {
+// releaseHot unmaps and closes a segment that is no longer hot, and hands its index to
+// the pool.
+func (w *Writer) releaseHot(h *hotSegment) {
 	ringdir.Unmap(h.b)
 	h.f.Close()
 	if h.idx != nil {
-		h.idx.close()
+		w.sealedIndex(h.num, h.idx)
 	}
 }
 
@@ -526,7 +529,7 @@ func (w *Writer) release() {
 	for {
 		select {
 		case h := <-w.retired:
-			release(h)
+			w.releaseHot(h)
 			continue
 		case name := <-w.doomed:
 			w.remove(name)
@@ -535,6 +538,7 @@ func (w *Writer) release() {
 		}
 		break
 	}
+	w.freeIndexes(true)
 	if w.root != nil {
 		w.root.Close()
 	}
@@ -661,12 +665,12 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 	}
 }
 
-// freeHeld releases space the writer holds beyond the ring: a spare segment, mappings of
+// freeHeld releases space the writer holds beyond the ring: free index files, a spare segment, mappings of
 // sealed segments not yet released (removed segments keep their pages while mapped), and
 // waits for an allocation ahead of need that is under way. It reports whether it freed
 // anything. Called with w.mu held.
 func (w *Writer) freeHeld() bool {
-	freed := false
+	freed := w.freeIndexes(false)
 	if w.spare != nil {
 		w.discard(w.spare)
 		w.spare = nil
@@ -675,7 +679,7 @@ func (w *Writer) freeHeld() bool {
 	for len(w.retired)+len(w.doomed) > 0 {
 		select {
 		case h := <-w.retired:
-			release(h)
+			w.releaseHot(h)
 			w.held.Add(-1)
 			freed = true
 		case name := <-w.doomed:
