@@ -1815,6 +1815,13 @@ struct spare {
 	struct widx idx;
 };
 
+/* A sealed segment's index the writer still holds mapped, so that when retention removes
+ * the segment its file can serve a new segment's index (idx_reuse). */
+struct sealed_idx {
+	uint64_t num;
+	struct widx x;
+};
+
 struct filering_writer {
 	char *path;
 	int dirfd, lockfd;
@@ -1854,6 +1861,12 @@ struct filering_writer {
 	uint64_t highest; /* highest segment number seen in the directory at open */
 	uint64_t *leftovers; /* unlisted segments found at open, removed after the manifest */
 	size_t nleft, capleft;
+	/* index files kept for reuse: those of sealed segments (by number), and free ones of
+	 * removed segments, under temporary names (see idx_reuse) */
+	struct sealed_idx *isealed;
+	size_t nsealed, capsealed;
+	struct widx *ifree;
+	size_t nfree, capfree;
 	char id[33];
 	char msg[PATH_MAX + 512];
 };
@@ -1946,6 +1959,90 @@ static int wunlink(filering_writer *w, const char *name)
 	return 0;
 }
 
+/* Index files are reused: the writer keeps a sealed segment's index mapped until the
+ * segment is removed (idx_keep), then renames it away from N.idx and keeps it free
+ * (idx_retire) for the next segment to take (idx_allocate), header rewritten and entries
+ * zeroed. A roll then costs two renames rather than an index file created, allocated,
+ * mapped, unmapped and removed. A reader holding the old file sees it change; its checks
+ * catch that (docs/FORMAT.md, "The segment index"). Growing the lists allocates, at a
+ * roll, never on the append path. */
+
+static void tmp_name(char *buf, size_t cap, const char *base);
+static int do_rename(int dirfd, const char *from, const char *to, int noreplace);
+
+/* idx_keep keeps x, the index of segment num, which stops being hot; on failure to grow
+ * the list it unmaps it. */
+static void idx_keep(filering_writer *w, uint64_t num, struct widx *x)
+{
+	if (!x->b)
+		return;
+	if (w->nsealed == w->capsealed) {
+		size_t cap = w->capsealed ? 2 * w->capsealed : 16;
+		struct sealed_idx *p = (struct sealed_idx *)realloc(w->isealed, cap * sizeof *p);
+		if (!p) {
+			munmap(x->b, x->len);
+			x->b = NULL;
+			return;
+		}
+		w->isealed = p;
+		w->capsealed = cap;
+	}
+	w->isealed[w->nsealed].num = num;
+	w->isealed[w->nsealed].x = *x;
+	w->nsealed++;
+	x->b = NULL;
+}
+
+/* idx_retire moves the index of segment num, named name, from the sealed list to the free
+ * one, renamed to a temporary name; it returns 0 when the writer does not hold it (or the
+ * rename fails, after which it is unmapped), for the caller to unlink the name. */
+static int idx_retire(filering_writer *w, uint64_t num, const char *name)
+{
+	struct widx x;
+	size_t i;
+
+	for (i = 0; i < w->nsealed && w->isealed[i].num != num; i++)
+		;
+	if (i == w->nsealed)
+		return 0;
+	x = w->isealed[i].x;
+	w->isealed[i] = w->isealed[--w->nsealed];
+	if (w->nfree == w->capfree) {
+		size_t cap = w->capfree ? 2 * w->capfree : 4;
+		struct widx *p = (struct widx *)realloc(w->ifree, cap * sizeof *p);
+		if (p) {
+			w->ifree = p;
+			w->capfree = cap;
+		}
+	}
+	tmp_name(x.tmp, sizeof x.tmp, "idx-free");
+	if (w->nfree == w->capfree || do_rename(w->dirfd, name, x.tmp, 1) != 0) {
+		munmap(x.b, x.len);
+		return 0;
+	}
+	w->ifree[w->nfree++] = x;
+	return 1;
+}
+
+/* idx_free_all unmaps every index the writer keeps, removing the free files, and with
+ * sealed, forgets (and unmaps) those of sealed segments too. It reports whether it
+ * removed a file. */
+static int idx_free_all(filering_writer *w, int sealed)
+{
+	int any = w->nfree > 0;
+
+	while (w->nfree > 0) {
+		struct widx *x = &w->ifree[--w->nfree];
+		munmap(x->b, x->len);
+		unlinkat(w->dirfd, x->tmp, 0);
+	}
+	while (sealed && w->nsealed > 0) {
+		struct widx *x = &w->isealed[--w->nsealed].x;
+		munmap(x->b, x->len);
+	}
+	return any;
+}
+
 /* wunlink_seg removes segment num: N.seg, then its index N.idx, which goes even when
  * N.seg is gone already (a taker claimed it). */
 static void wunlink_seg(filering_writer *w, uint64_t num)
@@ -1955,7 +2052,8 @@ static void wunlink_seg(filering_writer *w, uint64_t num)
 	seg_name(name, sizeof name, num, ".seg");
 	wunlink(w, name);
 	seg_name(name, sizeof name, num, ".idx");
-	wunlink(w, name);
+	if (!idx_retire(w, num, name))
+		wunlink(w, name);
 }
 
 /* tmp_name makes a temporary name ".BASE-RANDOM" (12 hexadecimal digits). */
@@ -2068,12 +2166,14 @@ static void discard_spare(filering_writer *w)
 	w->have_spare = 0;
 }
 
-/* free_held gives back what the writer holds beyond the ring (a spare segment), and
- * reports whether there was anything. */
+/* free_held gives back what the writer holds beyond the ring (free index files, a spare
+ * segment), and reports whether there was anything. */
 static int free_held(filering_writer *w)
 {
+	int any = idx_free_all(w, 0);
+
 	if (!w->have_spare)
-		return 0;
+		return any;
 	discard_spare(w);
 	return 1;
 }
@@ -2203,6 +2303,15 @@ static void idx_allocate(filering_writer *w, struct spare *sp)
 	x->b = NULL;
 	if (w->segment_size < IDX_MIN_SEGMENT)
 		return;
+	while (w->nfree > 0) {
+		*x = w->ifree[--w->nfree];
+		if (x->len == len) {
+			memset(x->b + IDX_HDR, 0, len - IDX_HDR);
+			idx_put_header(x->b, sp->num, w->segment_size, IDX_BLOCK);
+			return;
+		}
+		idx_discard(w, x, x->tmp);
+	}
 	snprintf(x->tmp, sizeof x->tmp, "%s.idx", sp->tmp);
 	fd = open_in(w->dirfd, x->tmp, O_RDWR | O_CREAT | O_EXCL, w->file_mode, NULL);
 	if (fd < 0)
@@ -2345,7 +2454,7 @@ static void unmap_hot(filering_writer *w)
 		return;
 	munmap(w->hot.b, (size_t)w->segment_size);
 	close(w->hot.fd);
-	idx_discard(w, &w->hot.idx, NULL);
+	idx_keep(w, w->hot.num, &w->hot.idx);
 	w->have_hot = 0;
 }
 
@@ -3106,6 +3215,9 @@ static void writer_free(filering_writer *w)
 {
 	unmap_hot(w);
 	discard_spare(w);
+	idx_free_all(w, 1);
+	free(w->isealed);
+	free(w->ifree);
 	if (w->lockfd >= 0)
 		close(w->lockfd);
 	if (w->dirfd >= 0)

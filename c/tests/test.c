@@ -1804,8 +1804,14 @@ static void test_index_retention(void)
 		CHECK_EQ(access(file_in(path, sizeof path, dir, m.e[i].num, ".idx"), F_OK), 0);
 	CHECK_EQ(count_names(dir, ".idx", 0), (int)m.n);
 	CHECK_EQ(count_names(dir, ".seg", 0), (int)m.n);
+	for (i = 0; i < m.n; i++)
+		CHECK(expect_index(dir, m.e[i].num, TEST_MIB));
+	/* The files of removed segments' indexes serve the new ones: the writer holds
+	 * one free (the last removed), under a temporary name, and none once closed. */
+	CHECK_EQ(count_names(dir, "", 1), 1);
 	manifest_free(&m);
 	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(count_names(dir, "", 1), 0);
 	/* A lower retention at open drops the oldest, indexes too; an index of a retired
 	 * number found at open goes after the new manifest. */
 	CHECK_EQ(write_whole(file_in(path, sizeof path, dir, 1, ".idx"), "stale", 5), 0);
