@@ -29,7 +29,7 @@ for t in "${targets[@]}"; do
 	# -trimpath here too, so that vet and build share the compiled packages in the cache.
 	GOOS=linux GOARCH=$arch GOARM=$arm CGO_ENABLED=0 "$GO" vet -trimpath ./...
 	GOOS=linux GOARCH=$arch GOARM=$arm CGO_ENABLED=0 \
-		"$GO" build -trimpath -ldflags='-s -w' -o "$dist/filering-linux-$suffix" ./cmd/filering
+		"$GO" build -tags urfave_cli_no_docs -trimpath -ldflags='-s -w' -o "$dist/filering-linux-$suffix" ./cmd/filering
 done
 
 echo

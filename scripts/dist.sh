@@ -38,7 +38,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # The host's binary writes the manual page and the completion scripts.
-CGO_ENABLED=0 "$GO" build -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$work/host-filering" ./cmd/filering
+CGO_ENABLED=0 "$GO" build -tags urfave_cli_no_docs -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$work/host-filering" ./cmd/filering
 mkdir -p "$work/common"
 "$work/host-filering" man >"$work/common/filering.1"
 "$work/host-filering" completion bash >"$work/common/filering.bash"
@@ -60,7 +60,7 @@ for a in $arches; do
 	cp -p "$work/common/"* "$dir/"
 	echo "build linux/$goarch${goarm:+ GOARM=$goarm}"
 	GOOS=linux GOARCH=$goarch GOARM=$goarm CGO_ENABLED=0 \
-		"$GO" build -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$dir/filering" ./cmd/filering
+		"$GO" build -tags urfave_cli_no_docs -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$dir/filering" ./cmd/filering
 	chmod 0755 "$dir/filering"
 	chmod 0644 "$dir/"*.* "$dir/_filering"
 	tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -55,45 +54,98 @@ func manCommand() *cli.Command {
 	}
 }
 
-// manPage renders the manual page of app. urfave/cli's renderer shows a command's name,
-// usage line and flags but not its synopsis or description, so manPage hands it copies
-// of the commands with those as usage text, and appends the sections that follow the
-// commands.
+// manPage renders the manual page of app in roff: the title, NAME, SYNOPSIS (every
+// command), DESCRIPTION, GLOBAL OPTIONS, COMMANDS (each visible command and subcommand
+// with its synopsis, description and flags), then manExtra. It is written here rather
+// than with urfave/cli's renderer, whose Markdown library costs every filering command
+// a tenth of its start; builds leave that out with the tag urfave_cli_no_docs.
 func manPage(app *cli.App) (string, error) {
-	doc := &cli.App{
-		Name:        app.Name,
-		Usage:       app.Usage,
-		UsageText:   app.UsageText,
-		Description: app.Description,
-		Flags:       app.VisibleFlags(),
-		Commands:    manCommands(app.Commands, app.Name),
-	}
-	page, err := doc.ToManWithSection(manSection)
-	if err != nil {
-		return "", fmt.Errorf("man: render the manual page: %w", err)
-	}
-	if !strings.HasSuffix(page, "\n") {
-		page += "\n"
-	}
-	// The title line names the version; the synopsis lists the commands, where
-	// urfave/cli shows only the global flags.
-	title := fmt.Sprintf(".TH filering %d", manSection)
-	page = strings.Replace(page, title+"\n", fmt.Sprintf("%s \"\" \"filering %s\" \"User Commands\"\n", title, roffQuote(readBuildInfo().Version)), 1)
-	if i := strings.Index(page, ".SH SYNOPSIS\n"); i >= 0 {
-		if j := strings.Index(page[i+1:], "\n.SH "); j >= 0 {
-			page = page[:i] + manSynopsis(app) + page[i+1+j+1:]
+	var b strings.Builder
+	fmt.Fprintf(&b, ".nh\n.TH filering %d \"\" \"filering %s\" \"User Commands\"\n", manSection, roffQuote(readBuildInfo().Version))
+	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", app.Name, roffText(app.Usage))
+	b.WriteString(manSynopsis(app))
+	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s\n", roffText(strings.Trim(app.Description, "\n")))
+	b.WriteString(".SH GLOBAL OPTIONS\n")
+	manFlags(&b, app.VisibleFlags(), placeholders(app))
+	b.WriteString(".SH COMMANDS\n")
+	var walk func(cmds []*cli.Command, prefix string)
+	walk = func(cmds []*cli.Command, prefix string) {
+		for _, c := range cmds {
+			if c.Hidden {
+				continue
+			}
+			path := prefix + " " + c.Name
+			fmt.Fprintf(&b, ".SS %s\n%s\n", c.Name, roffText(c.Usage))
+			if len(c.Subcommands) == 0 || c.ArgsUsage != "" {
+				synopsis := path
+				if len(c.VisibleFlags()) > 0 {
+					synopsis += " [OPTIONS]"
+				}
+				if c.ArgsUsage != "" {
+					synopsis += " " + c.ArgsUsage
+				}
+				fmt.Fprintf(&b, ".PP\n.RS\n%s\n.RE\n", roffText(synopsis))
+			}
+			if d := strings.Trim(c.Description, "\n"); d != "" {
+				fmt.Fprintf(&b, ".PP\n.nf\n%s\n.fi\n", roffText(d))
+			}
+			manFlags(&b, c.VisibleFlags(), placeholders(app))
+			walk(c.Subcommands, path)
 		}
 	}
-	// A flag that takes a value is rendered --name="": show its placeholder instead, so
-	// that the empty string does not read as a default.
-	page = flagValueRE.ReplaceAllStringFunc(page, func(m string) string {
-		name := flagValueRE.FindStringSubmatch(m)[1]
-		return `\fB` + name + `\fP=\fI` + placeholders(app)[strings.TrimLeft(strings.Split(name, ",")[0], "-")] + `\fP:`
-	})
-	return page + manExtra, nil
+	walk(app.Commands, app.Name)
+	return b.String() + manExtra, nil
 }
 
-var flagValueRE = regexp.MustCompile(`\\fB(--[a-z0-9-]+(?:, --?[a-z0-9-]+)*)\\fP="":`)
+// manFlags writes one tagged paragraph for each flag: its names, the placeholder of its
+// value, its usage and its default.
+func manFlags(b *strings.Builder, flags []cli.Flag, ph map[string]string) {
+	for _, f := range flags {
+		df, ok := f.(cli.DocGenerationFlag)
+		if !ok {
+			continue
+		}
+		var names []string
+		for _, n := range f.Names() {
+			if len(n) > 1 {
+				names = append(names, `\-\-`+roffText(n))
+			} else {
+				names = append(names, `\-`+roffText(n))
+			}
+		}
+		head := `\fB` + strings.Join(names, ", ") + `\fP`
+		usage := roffText(df.GetUsage())
+		if df.TakesValue() {
+			head += `=\fI` + ph[f.Names()[0]] + `\fP`
+			def := df.GetDefaultText()
+			if def == "" {
+				def = df.GetValue()
+			}
+			if def != "" {
+				usage += " (default: " + roffText(def) + ")"
+			}
+		}
+		// A name in backquotes in the usage is the value's placeholder: italic, as in the
+		// head.
+		for strings.Count(usage, "`") >= 2 {
+			usage = strings.Replace(strings.Replace(usage, "`", `\fI`, 1), "`", `\fP`, 1)
+		}
+		fmt.Fprintf(b, ".TP\n%s\n%s\n", head, usage)
+	}
+}
+
+// roffText escapes s for roff: backslashes, and a dot or a quote at the start of a line,
+// which roff would take for a request.
+func roffText(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\e`)
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, ".") || strings.HasPrefix(l, "'") {
+			lines[i] = `\&` + l
+		}
+	}
+	return strings.Join(lines, "\n")
+}
 
 func roffQuote(s string) string { return strings.ReplaceAll(s, `"`, `'`) }
 
@@ -174,44 +226,6 @@ func typePlaceholder(f cli.Flag) string {
 		return "N"
 	}
 	return "VALUE"
-}
-
-// manCommands returns copies of the visible commands in cmds, under the command line
-// prefix, with their synopsis and description as usage text.
-func manCommands(cmds []*cli.Command, prefix string) []*cli.Command {
-	var out []*cli.Command
-	for _, c := range cmds {
-		if c.Hidden {
-			continue
-		}
-		path := prefix + " " + c.Name
-		var text []string
-		if len(c.Subcommands) == 0 || c.ArgsUsage != "" {
-			synopsis := path
-			if len(c.VisibleFlags()) > 0 {
-				synopsis += " [OPTIONS]"
-			}
-			if c.ArgsUsage != "" {
-				synopsis += " " + c.ArgsUsage
-			}
-			text = append(text, synopsis)
-		}
-		if d := strings.Trim(c.Description, "\n"); d != "" {
-			if len(text) > 0 {
-				text = append(text, "")
-			}
-			text = append(text, d)
-		}
-		out = append(out, &cli.Command{
-			Name:        c.Name,
-			Aliases:     c.Aliases,
-			Usage:       c.Usage,
-			UsageText:   strings.Join(text, "\n"),
-			Flags:       c.VisibleFlags(),
-			Subcommands: manCommands(c.Subcommands, path),
-		})
-	}
-	return out
 }
 
 // completionCommand is `filering completion bash|zsh`: it prints a script that makes the

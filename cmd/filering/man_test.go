@@ -338,7 +338,7 @@ func TestHelp_Defaults(t *testing.T) {
 	if strings.Contains(page, `=""`) {
 		t.Errorf(`manual page shows a flag's value as "", which reads as an empty default`)
 	}
-	for _, want := range []string{`\fB--dir\fP=\fIDIR\fP: ring`, `\fB--duration\fP=\fIDURATION\fP: stop after`} {
+	for _, want := range []string{"\\fB\\-\\-dir\\fP=\\fIDIR\\fP\nring", "\\fB\\-\\-duration\\fP=\\fIDURATION\\fP\nstop after"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("manual page lacks %q", want)
 		}
