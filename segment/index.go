@@ -129,7 +129,12 @@ func (e IndexEntry) word() uint64 { return uint64(e.Offset) | e.Index<<32 }
 // which must be 8-byte aligned and at least FileSize long; ok is false for an entry not
 // written (zero).
 func LoadIndexEntry(b []byte, k int) (e IndexEntry, ok bool) {
-	w := load64(b, IndexHeaderSize+8*(k-1))
+	return ParseIndexEntry(load64(b, IndexHeaderSize+8*(k-1)))
+}
+
+// ParseIndexEntry decodes the u64 w of an index entry; ok is false for an entry not
+// written (zero).
+func ParseIndexEntry(w uint64) (e IndexEntry, ok bool) {
 	return IndexEntry{Offset: int(uint32(w)), Index: w >> 32}, w != 0
 }
 

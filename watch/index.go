@@ -2,7 +2,7 @@ package watch
 
 import (
 	"encoding/binary"
-	"io"
+	"os"
 
 	"github.com/filering/filering/segment"
 	"golang.org/x/sys/unix"
@@ -14,7 +14,7 @@ import (
 type segIndex struct {
 	seg *openSegment
 	hdr segment.IndexHeader
-	r   io.ReaderAt
+	f   *os.File
 	buf []byte // entries read with one pread, indexBatch at most
 }
 
@@ -25,31 +25,29 @@ const indexBatch = 512
 // header; it returns nil when there is none to use. The file is read with pread, so an
 // index truncated or rewritten under the reader costs it nothing but the index. The
 // caller closes it.
-func (r *Ring) openIndex(seg *openSegment) (*segIndex, func()) {
+func (r *Ring) openIndex(seg *openSegment) *segIndex {
 	if seg.damage != nil || seg.f == nil || seg.size <= segment.MinIndexBlock {
-		return nil, nil // no index can have an entry: not worth an open
+		return nil // no index can have an entry: not worth an open
 	}
 	f, err := r.dir.OpenFile(segment.IndexName(seg.num), unix.O_RDONLY, 0)
 	if err != nil {
-		return nil, nil
+		return nil
 	}
 	var st unix.Stat_t
 	var hdr [segment.IndexHeaderSize]byte
-	if unix.Fstat(int(f.Fd()), &st) != nil {
-		f.Close()
-		return nil, nil
+	if unix.Fstat(int(f.Fd()), &st) == nil {
+		if _, err := f.ReadAt(hdr[:], 0); err == nil {
+			if h, err := segment.ParseIndexHeader(hdr[:], seg.num, seg.size, st.Size); err == nil {
+				return &segIndex{seg: seg, hdr: h, f: f}
+			}
+		}
 	}
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		f.Close()
-		return nil, nil
-	}
-	h, err := segment.ParseIndexHeader(hdr[:], seg.num, seg.size, st.Size)
-	if err != nil {
-		f.Close()
-		return nil, nil
-	}
-	return &segIndex{seg: seg, hdr: h, r: f}, func() { f.Close() }
+	f.Close()
+	return nil
 }
+
+// close closes the index file.
+func (x *segIndex) close() { x.f.Close() }
 
 // find returns the entry the read of the record with index i (its sequence number minus
 // the segment's first) starts at: the one with the largest k that is written and whose
@@ -64,15 +62,14 @@ func (x *segIndex) find(i uint64) (e segment.IndexEntry, k int, ok bool) {
 			x.buf = make([]byte, 8*indexBatch)
 		}
 		b := x.buf[:8*n]
-		if _, err := x.r.ReadAt(b, int64(segment.IndexHeaderSize+8*(lo-1))); err != nil {
+		if _, err := x.f.ReadAt(b, int64(segment.IndexHeaderSize+8*(lo-1))); err != nil {
 			return e, 0, false
 		}
 		for j := n - 1; j >= 0; j-- {
-			w := binary.LittleEndian.Uint64(b[8*j:])
-			if w == 0 || w>>32 > i {
+			e, written := segment.ParseIndexEntry(binary.LittleEndian.Uint64(b[8*j:]))
+			if !written || e.Index > i {
 				continue
 			}
-			e = segment.IndexEntry{Offset: int(uint32(w)), Index: w >> 32}
 			k = lo + j
 			return e, k, x.check(e, k)
 		}
@@ -125,10 +122,10 @@ func (x *segIndex) count(c *cursor) (n uint64, ok bool) {
 // countIndexed counts the records of the segment c is a new cursor over through the
 // segment's index (segIndex.count), when it has one that serves.
 func (r *Ring) countIndexed(c *cursor) (uint64, bool) {
-	x, done := r.openIndex(c.seg)
+	x := r.openIndex(c.seg)
 	if x == nil {
 		return 0, false
 	}
-	defer done()
+	defer x.close()
 	return x.count(c)
 }

@@ -244,11 +244,14 @@ func (s *Snapshot) countIndexed(c *cursor, need uint64) (n uint64, at *resumeAt,
 	if s.start > first {
 		return 0, nil, 0, false // a From selection inside the segment: from its start
 	}
-	x, done := s.ring.openIndex(seg)
+	if e := seg.entry; e.Sealed && e.LastSeq-first+1 <= need {
+		return 0, nil, 0, false // every record counts: from the start, no index to open
+	}
+	x := s.ring.openIndex(seg)
 	if x == nil {
 		return 0, nil, 0, false
 	}
-	defer done()
+	defer x.close()
 	var total uint64
 	if e := seg.entry; e.Sealed {
 		total = e.LastSeq - first + 1
@@ -300,11 +303,11 @@ func passRest(c *cursor, need uint64) (total uint64, offs []int) {
 // index that serves (docs/FORMAT.md, "The segment index"). Records from the entry on
 // are then read as from the start: damage among them is met the same way.
 func (s *Snapshot) seekIndexed(c *cursor, seq uint64) {
-	x, done := s.ring.openIndex(c.seg)
+	x := s.ring.openIndex(c.seg)
 	if x == nil {
 		return
 	}
-	defer done()
+	defer x.close()
 	first := c.NextSeq()
 	if e, _, ok := x.find(seq - first); ok {
 		c.seek(e.Offset, first+e.Index)

@@ -65,35 +65,28 @@ func manPage(app *cli.App) (string, error) {
 	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", app.Name, roffText(app.Usage))
 	b.WriteString(manSynopsis(app))
 	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s\n", roffText(strings.Trim(app.Description, "\n")))
+	ph := placeholders(app)
 	b.WriteString(".SH GLOBAL OPTIONS\n")
-	manFlags(&b, app.VisibleFlags(), placeholders(app))
+	manFlags(&b, app.VisibleFlags(), ph)
 	b.WriteString(".SH COMMANDS\n")
-	var walk func(cmds []*cli.Command, prefix string)
-	walk = func(cmds []*cli.Command, prefix string) {
-		for _, c := range cmds {
-			if c.Hidden {
-				continue
+	walkVisible(app.Commands, app.Name, func(c *cli.Command, path string) bool {
+		fmt.Fprintf(&b, ".SS %s\n%s\n", c.Name, roffText(c.Usage))
+		if runsItself(c) {
+			synopsis := path
+			if len(c.VisibleFlags()) > 0 {
+				synopsis += " [OPTIONS]"
 			}
-			path := prefix + " " + c.Name
-			fmt.Fprintf(&b, ".SS %s\n%s\n", c.Name, roffText(c.Usage))
-			if len(c.Subcommands) == 0 || c.ArgsUsage != "" {
-				synopsis := path
-				if len(c.VisibleFlags()) > 0 {
-					synopsis += " [OPTIONS]"
-				}
-				if c.ArgsUsage != "" {
-					synopsis += " " + c.ArgsUsage
-				}
-				fmt.Fprintf(&b, ".PP\n.RS\n%s\n.RE\n", roffText(synopsis))
+			if c.ArgsUsage != "" {
+				synopsis += " " + c.ArgsUsage
 			}
-			if d := strings.Trim(c.Description, "\n"); d != "" {
-				fmt.Fprintf(&b, ".PP\n.nf\n%s\n.fi\n", roffText(d))
-			}
-			manFlags(&b, c.VisibleFlags(), placeholders(app))
-			walk(c.Subcommands, path)
+			fmt.Fprintf(&b, ".PP\n.RS\n%s\n.RE\n", roffText(synopsis))
 		}
-	}
-	walk(app.Commands, app.Name)
+		if d := strings.Trim(c.Description, "\n"); d != "" {
+			fmt.Fprintf(&b, ".PP\n.nf\n%s\n.fi\n", roffText(d))
+		}
+		manFlags(&b, c.VisibleFlags(), ph)
+		return true
+	})
 	return b.String() + manExtra, nil
 }
 
@@ -149,33 +142,42 @@ func roffText(s string) string {
 
 func roffQuote(s string) string { return strings.ReplaceAll(s, `"`, `'`) }
 
+// walkVisible calls fn for each visible command of cmds, depth first, with its command
+// line from prefix on; fn reports whether to go on into the command's subcommands.
+func walkVisible(cmds []*cli.Command, prefix string, fn func(c *cli.Command, path string) bool) {
+	for _, c := range cmds {
+		if c.Hidden {
+			continue
+		}
+		path := prefix + " " + c.Name
+		if fn(c, path) {
+			walkVisible(c.Subcommands, path, fn)
+		}
+	}
+}
+
+// runsItself reports whether c is run itself, rather than only through its subcommands.
+func runsItself(c *cli.Command) bool { return len(c.Subcommands) == 0 || c.ArgsUsage != "" }
+
 // manSynopsis returns the SYNOPSIS section: one line for each visible command (each
 // subcommand of a command that has them), then --version and --help.
 func manSynopsis(app *cli.App) string {
 	var b strings.Builder
 	b.WriteString(".SH SYNOPSIS\n.nf\n")
-	var walk func(cmds []*cli.Command, prefix string)
-	walk = func(cmds []*cli.Command, prefix string) {
-		for _, c := range cmds {
-			if c.Hidden {
-				continue
-			}
-			path := prefix + " " + c.Name
-			if len(c.Subcommands) > 0 && c.ArgsUsage == "" {
-				walk(c.Subcommands, path)
-				continue
-			}
-			fmt.Fprintf(&b, `\fB%s\fP`, path)
-			if len(c.VisibleFlags()) > 1 || (len(c.VisibleFlags()) == 1 && c.VisibleFlags()[0] != cli.HelpFlag) {
-				b.WriteString(` [\fIOPTIONS\fP]`)
-			}
-			if c.ArgsUsage != "" {
-				fmt.Fprintf(&b, ` \fI%s\fP`, c.ArgsUsage)
-			}
-			b.WriteString("\n")
+	walkVisible(app.Commands, app.Name, func(c *cli.Command, path string) bool {
+		if !runsItself(c) {
+			return true // its subcommands stand for it
 		}
-	}
-	walk(app.Commands, app.Name)
+		fmt.Fprintf(&b, `\fB%s\fP`, path)
+		if len(c.VisibleFlags()) > 1 || (len(c.VisibleFlags()) == 1 && c.VisibleFlags()[0] != cli.HelpFlag) {
+			b.WriteString(` [\fIOPTIONS\fP]`)
+		}
+		if c.ArgsUsage != "" {
+			fmt.Fprintf(&b, ` \fI%s\fP`, c.ArgsUsage)
+		}
+		b.WriteString("\n")
+		return false
+	})
 	fmt.Fprintf(&b, "\\fB%s \\-\\-version\\fP\n", app.Name)
 	fmt.Fprintf(&b, "\\fB%s\\fP [\\fICOMMAND\\fP] \\fB\\-\\-help\\fP\n", app.Name)
 	b.WriteString(".fi\n")
