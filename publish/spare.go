@@ -49,14 +49,14 @@ func (w *Writer) retire(h *hotSegment) {
 }
 
 // removeLater hands the file of a segment the manifest no longer lists to the preparer
-// to remove: freeing a segment's pages costs the unlink tens of microseconds, which
+// to keep for reuse or remove (retireFile): either costs tens of microseconds, which
 // stay off the append path. Called with w.mu held.
 func (w *Writer) removeLater(name string) {
 	select {
 	case w.doomed <- name:
 		w.held.Add(1)
 	default:
-		w.remove(name)
+		w.retireFile(name)
 	}
 }
 
@@ -84,15 +84,24 @@ func (w *Writer) freedOne() {
 	}
 }
 
-// preparer allocates the next segment ahead of need, so that a roll only writes a header
-// and renames, and releases the mappings of sealed segments. A spare that cannot be
+// preparer makes the next segment ahead of need, from a kept file or a new one, so that
+// a roll only writes a header and renames; releases the mappings of sealed segments; and
+// keeps or removes the files of segments the manifest no longer lists. A spare that cannot be
 // allocated (a full file system) is simply not there: the roll then allocates, and
 // makes room, itself. It takes w.mu only to hand a spare over: a producer appending in
 // a tight loop holds w.mu most of the time, and a goroutine waiting for it can wait a
 // millisecond, longer than a segment of large records takes to fill.
 func (w *Writer) preparer() {
 	for {
-		// A spare wanted goes before mappings to release.
+		// A file to keep goes first: the spare wanted next may be made of it. A spare
+		// wanted goes before mappings to release.
+		select {
+		case name := <-w.doomed:
+			w.retireFile(name)
+			w.freedOne()
+			continue
+		default:
+		}
 		select {
 		case num := <-w.prepare:
 			w.prepareSpare(num)
@@ -106,7 +115,7 @@ func (w *Writer) preparer() {
 			w.releaseHot(h)
 			w.freedOne()
 		case name := <-w.doomed:
-			w.remove(name)
+			w.retireFile(name)
 			w.freedOne()
 		case num := <-w.prepare:
 			w.prepareSpare(num)
@@ -123,7 +132,7 @@ func (w *Writer) prepareSpare(num uint64) {
 	}
 	w.preparing.Store(num)
 	sp, err := w.allocate(num, ".spare")
-	if err == nil {
+	if err == nil && !sp.reused {
 		touch(sp.b)
 	}
 	w.mu.Lock()

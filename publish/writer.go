@@ -142,6 +142,7 @@ type Writer struct {
 	waking     *hotSegment
 	spare      *spare        // the next segment, allocated ahead of need
 	idx        indexPool     // the indexes of sealed segments, and free index files
+	kept       keptFiles     // files of removed segments, for new segments
 	preparing  atomic.Uint64 // the segment number the preparer is allocating, 0 when none; set under mu to 0
 	rolling    bool          // a roll is under way; it may wait with mu released
 	tight      atomic.Bool   // the file system ran out of room: allocate nothing ahead; set under mu
@@ -538,6 +539,7 @@ func (w *Writer) release() {
 		}
 		break
 	}
+	w.dropKept()
 	w.freeIndexes(true)
 	if w.root != nil {
 		w.root.Close()
@@ -635,7 +637,9 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 			if err == nil {
 				return h, nil
 			}
-			w.opts.Logf("%v", err)
+			if err != errLeaseLost {
+				w.opts.Logf("%v", err)
+			}
 		} else {
 			w.discard(sp)
 		}
@@ -643,11 +647,15 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 	for dropped := false; ; {
 		sp, err := w.allocate(num, ".new")
 		if err == nil {
-			if !dropped {
+			if !dropped && !sp.reused {
 				// Room enough without dropping anything: allocate ahead again.
 				w.tight.Store(false)
 			}
-			return w.install(sp, first)
+			h, err := w.install(sp, first)
+			if err == errLeaseLost {
+				continue
+			}
+			return h, err
 		}
 		if !errors.Is(err, unix.ENOSPC) {
 			return nil, err
@@ -689,6 +697,9 @@ func (w *Writer) freeHeld() bool {
 		default:
 		}
 	}
+	if w.dropKept() {
+		freed = true
+	}
 	// A mapping or a file the preparer took holds its pages until it is done with it.
 	w.awaitFree.Store(true)
 	for w.held.Load() > 0 {
@@ -715,11 +726,17 @@ type spare struct {
 	f   *os.File
 	b   []byte
 	idx *index // nil when the segment gets no index
+	// A kept file (takeKept), leased: its pages are in place, and install checks the
+	// lease before it writes the header.
+	reused bool
 }
 
 // allocate creates, allocates and maps the file for segment num under a temporary name
 // ending in suffix. It does not need w.mu.
 func (w *Writer) allocate(num uint64, suffix string) (*spare, error) {
+	if sp := w.takeKept(num); sp != nil {
+		return sp, nil
+	}
 	name := segment.Name(num)
 	// A random temporary name, created exclusively: nobody can have prepared it.
 	var r [6]byte
@@ -763,14 +780,25 @@ func (w *Writer) allocate(num uint64, suffix string) (*spare, error) {
 // install writes the header of a spare and renames it into place.
 func (w *Writer) install(sp *spare, first uint64) (*hotSegment, error) {
 	name := segment.Name(sp.num)
+	if sp.reused && !leaseHeld(sp.f) {
+		// A reader tried to open the file since the lease was taken: it may hold
+		// it once the lease goes, so the file must not change.
+		w.discard(sp)
+		return nil, errLeaseLost
+	}
 	now := time.Now()
 	segment.PutHeader(sp.b, segment.Header{Size: w.man.SegmentSize, Number: sp.num, FirstSeq: first, Created: now.UnixNano()})
+	// The first record's commit word: zero in a new file, an old record's in a kept one.
+	clear(sp.b[segment.HeaderSize : segment.HeaderSize+8])
 	if sp.idx != nil && !sp.idx.install(w, sp.num) {
 		sp.idx = nil
 	}
 	if err := w.fs.rename(sp.tmp, name); err != nil {
 		w.discard(sp)
 		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	if sp.reused {
+		unlease(sp.f)
 	}
 	h := &hotSegment{
 		entry: segment.Entry{Name: name, FirstSeq: first},
@@ -808,7 +836,8 @@ func (w *Writer) dropOldest() bool {
 			w.opts.Logf("%v", err)
 		}
 	}
-	w.remove(e.Name)
+	// Kept for reuse, the file makes the room the caller needs.
+	w.retireFile(e.Name)
 	return true
 }
 

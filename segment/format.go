@@ -232,20 +232,30 @@ func RecordSpan(n int) int {
 }
 
 // PutRecord writes a record at offset off of the segment b and publishes it with one
-// atomic store of its commit word, the last store it makes. It returns the offset of the
-// next record. The caller guarantees that off is a multiple of 8, that the record fits
-// (off+RecordSpan(len(payload)) <= len(b)), that the bytes it covers are still zero, as
-// they are in a fresh segment, and that b is 8-byte aligned.
+// atomic store of its commit word, the last store it makes. Before that store it also
+// zeroes the 8 bytes after the record, the next record's commit word, when they are in
+// b: a reused segment file holds old records there (docs/FORMAT.md, "Appending"). It
+// returns the offset of the next record. The caller guarantees that off is a multiple
+// of 8, that the record fits (off+RecordSpan(len(payload)) <= len(b)), that the commit
+// word at off is zero (a new segment's are; a writer that reuses a file zeroes the first
+// one, and each PutRecord the next), and that b is 8-byte aligned. The other bytes the record covers may hold anything.
 func PutRecord(b []byte, off int, seq uint64, t int64, payload []byte) int {
 	end := off + RecordHeaderSize + len(payload)
-	r := b[off:end:end]
+	next := off + RecordSpan(len(payload))
+	r := b[off:next:next]
 	le := binary.LittleEndian
+	// The padding: the last word of the record, which the payload then overwrites
+	// where it reaches.
+	le.PutUint64(r[len(r)-8:], 0)
 	le.PutUint64(r[8:], seq)
 	le.PutUint64(r[16:], uint64(t))
 	copy(r[RecordHeaderSize:], payload)
+	if next+8 <= len(b) {
+		le.PutUint64(b[next:next+8], 0)
+	}
 	crc := recordCRC(b, off+8, end)
-	store64(b, off, uint64(len(r))|uint64(crc)<<32)
-	return off + RecordSpan(len(payload))
+	store64(b, off, uint64(end-off)|uint64(crc)<<32)
+	return next
 }
 
 // Name returns the file name of segment number n.

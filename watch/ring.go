@@ -179,7 +179,9 @@ func (r *Ring) open(e segment.Entry, size int64) (*openSegment, error) {
 	s := &openSegment{entry: e, num: e.Number(), path: r.dir.Join(e.Name), size: size}
 	f, err := r.dir.OpenFile(e.Name, unix.O_RDONLY, 0)
 	switch {
-	case errors.Is(err, unix.ENOENT):
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAGAIN):
+		// EAGAIN: the producer holds a lease on the file to reuse it for a new
+		// segment (docs/FORMAT.md, "Reusing a segment file"): this one was removed.
 		return nil, errMissing
 	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM):
 		return nil, err
@@ -188,8 +190,32 @@ func (r *Ring) open(e segment.Entry, size int64) (*openSegment, error) {
 		return s, nil
 	}
 	s.f = f
+	if testHookOpened != nil {
+		testHookOpened(s.path)
+	}
 	s.hdr, s.damage = s.check(&e)
+	if s.damage != nil && r.renamed(e.Name, s) {
+		// The producer removed the segment and reused its file after the name was
+		// looked up: the header is another segment's.
+		f.Close()
+		return nil, errMissing
+	}
 	return s, nil
+}
+
+// testHookOpened, when set by a test, is called by open between opening a segment and
+// checking it.
+var testHookOpened func(path string)
+
+// renamed reports whether name no longer names the file s holds open: it is gone, or
+// names another file.
+func (r *Ring) renamed(name string, s *openSegment) bool {
+	var st unix.Stat_t
+	err := unix.Fstatat(r.dir.Fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return true
+	}
+	return err == nil && s.ino != 0 && (st.Dev != s.dev || st.Ino != s.ino)
 }
 
 // fileError reports a listed segment that cannot be opened as a segment at all: it is

@@ -20,6 +20,7 @@ func Build() []Case {
 	rs = append(rs, payloads()...)
 	rs = append(rs, taken()...)
 	rs = append(rs, indexed()...)
+	rs = append(rs, reused()...)
 	var cs []Case
 	seen := map[string]bool{}
 	for _, r := range rs {

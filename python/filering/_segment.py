@@ -48,7 +48,7 @@ from ._format import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, Tuple
+    from typing import Any, Callable, List, Optional, Tuple
 
     from ._manifest import Entry
 
@@ -290,6 +290,10 @@ def open_segment(dfd: int, dir_path: str, entry: "Entry", segment_size: int) -> 
         fd, st = open_regular(dfd, name)
     except FileNotFoundError:
         return None
+    except BlockingIOError:
+        # The producer holds a lease on the file to reuse it for a new segment
+        # (docs/FORMAT.md, "Reusing a segment file"): this one was removed.
+        return None
     except NotRegular as e:
         seg.damage = CorruptionError(path, None, "not-regular", str(e))
         return seg
@@ -301,8 +305,30 @@ def open_segment(dfd: int, dir_path: str, entry: "Entry", segment_size: int) -> 
         return seg
     seg.fd = fd
     seg.dev, seg.ino = st.st_dev, st.st_ino
+    if _test_hook_opened is not None:
+        _test_hook_opened(path)
     seg.damage = seg._check(st.st_size, True)
+    if seg.damage is not None and _renamed(dfd, name, seg):
+        # The producer removed the segment and reused its file after the name was
+        # looked up: the header is another segment's.
+        seg.close()
+        return None
     return seg
+
+
+# Called, when a test sets it, by open_segment between opening a segment and checking it.
+_test_hook_opened = None  # type: Optional[Callable[[str], None]]
+
+
+def _renamed(dfd: int, name: str, seg: "Segment") -> bool:
+    """_renamed reports whether name no longer names the file seg holds open: gone, or another file."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return st.st_ino != seg.ino or st.st_dev != seg.dev
 
 
 def open_claimed(dfd: int, dir_path: str, name: str, number: int, fd: int, entry: "Optional[Entry]", segment_size: int) -> Segment:

@@ -1112,3 +1112,63 @@ class TestFormat(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestReusedFiles(RingTestCase):
+    """A producer reuses the files of removed segments (docs/FORMAT.md, "Reusing a segment file")."""
+
+    def setUp(self):
+        RingTestCase.setUp(self)
+        self.payloads = sensor_payloads(600)
+        self.entries = write_ring(self.ring, self.payloads, segment_size=4096)
+        self.assertGreater(len(self.entries), 3)
+        self.victim = self.entries[1]
+
+    def without_victim(self):
+        gone = set(range(self.victim["first_seq"], self.victim["last_seq"] + 1))
+        return [r for r in expected(self.payloads) if r[0] not in gone]
+
+    def test_LeasedSegment_missing(self):
+        # The producer holds a write lease while it rewrites the file: every reader's
+        # non-blocking open fails with EAGAIN, and the segment is missing, not damaged.
+        import fcntl
+        import signal
+
+        fd = os.open(self.path(self.victim["name"]), os.O_RDWR)
+        self.addCleanup(os.close, fd)
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        except OSError as e:
+            self.skipTest("no write lease here: %s" % e)
+        self.assertEqual(records(self.ring), self.without_victim())
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        self.assertEqual(records(self.ring), expected(self.payloads))
+
+    def test_ReusedAfterLookup(self):
+        # Between a reader's open and its check, the file became another segment (its
+        # header now says so): missing when the name no longer names the file, damaged
+        # when it still does.
+        target = self.path(self.victim["name"])
+        other = segment_bytes(99, 9001, [b"x"], 4096, False)[0]
+        for move, replace, damaged in ((True, False, False), (True, True, False), (False, False, True)):
+            with self.subTest(move=move, replace=replace):
+                write_ring(self.ring, self.payloads, segment_size=4096)
+
+                def hook(path, move=move, replace=replace):
+                    if path != target:
+                        return
+                    with open(path, "r+b") as f:
+                        f.write(other)
+                    if move:
+                        os.rename(path, self.path(".reused"))
+                    if replace:
+                        write_file(path, segment_bytes(2, 1, [b"y"], 4096, False)[0])
+
+                with mock.patch.object(_segment, "_test_hook_opened", hook):
+                    if damaged:
+                        with self.assertRaises(filering.CorruptionError) as cm:
+                            records(self.ring)
+                        self.assertEqual(cm.exception.path, target)
+                    else:
+                        self.assertEqual(records(self.ring), self.without_victim())
