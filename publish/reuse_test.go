@@ -117,6 +117,20 @@ func checkRing(t *testing.T, dir string, next uint64, old bool) {
 	}
 }
 
+// openReusing opens a writer on a new ring of three 64 KiB segments.
+func openReusing(t *testing.T) (string, *Writer) {
+	t.Helper()
+	if noReuse {
+		t.Skip("FILERING_NO_REUSE=1 turns reuse off")
+	}
+	dir := ringtest.Dir(t)
+	w, err := Open(dir, Options{SegmentSize: 64 << 10, Segments: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, w
+}
+
 func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -131,14 +145,7 @@ func mustRead(t *testing.T, path string) []byte {
 // reads back right past the old records they still hold, and that Close leaves no kept
 // file behind.
 func TestReuse_FilesOfRemovedSegments(t *testing.T) {
-	if noReuse {
-		t.Skip("FILERING_NO_REUSE=1")
-	}
-	dir := ringtest.Dir(t)
-	w, err := Open(dir, Options{SegmentSize: 64 << 10, Segments: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, w := openReusing(t)
 	seen := map[uint64][]uint64{}
 	next, reused := appendWatching(t, w, dir, 1, 20, seen)
 	// Segments 4 to 21 may reuse files: the first three have none to take.
@@ -155,7 +162,7 @@ func TestReuse_FilesOfRemovedSegments(t *testing.T) {
 		t.Fatalf("left behind: %v", names)
 	}
 	// A producer after it continues the sequence over the same files.
-	w, err = Open(dir, Options{})
+	w, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,11 +180,7 @@ func TestReuse_FilesOfRemovedSegments(t *testing.T) {
 // do: neither is ever reused, and both still hold their own records when the ring has
 // long moved past them.
 func TestReuse_NotWhileOpen(t *testing.T) {
-	dir := ringtest.Dir(t)
-	w, err := Open(dir, Options{SegmentSize: 64 << 10, Segments: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, w := openReusing(t)
 	defer w.Close()
 	seen := map[uint64][]uint64{}
 	next, _ := appendWatching(t, w, dir, 1, 2, seen) // segments 1 to 3
@@ -237,14 +240,7 @@ func TestReuse_NotWhileOpen(t *testing.T) {
 // fails with EAGAIN, and the writer then makes the next segment in a new file rather than
 // change one a reader may hold.
 func TestReuse_LeaseBroken(t *testing.T) {
-	if noReuse {
-		t.Skip("FILERING_NO_REUSE=1")
-	}
-	dir := ringtest.Dir(t)
-	w, err := Open(dir, Options{SegmentSize: 64 << 10, Segments: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, w := openReusing(t)
 	defer w.Close()
 	seen := map[uint64][]uint64{}
 	next, _ := appendWatching(t, w, dir, 1, 6, seen)
@@ -261,7 +257,7 @@ func TestReuse_LeaseBroken(t *testing.T) {
 	if tmp == "" {
 		t.Fatal("no spare made of a kept file")
 	}
-	_, err = unix.Open(tmp, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	_, err := unix.Open(tmp, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != unix.EAGAIN {
 		t.Fatalf("open of a leased kept file: %v, want EAGAIN", err)
 	}
