@@ -4,6 +4,8 @@
  *
  *   - filering_append of 64-byte and 4 KiB records, and filering_append_batch of 64-byte
  *     records in batches of 64 (2 MiB segments, 8 of them, on /dev/shm);
+ *   - a roll: filering_append of records that fill a 64 KiB segment each (8 of them), so
+ *     that every append starts a new segment;
  *   - a raw single-producer ring: one mapped 16 MiB file, each record a length word and
  *     the payload, published by one release store; no CRC, no clock, no files to roll;
  *   - rewriting a 64 KiB file and renaming it over the old one for every update, the
@@ -11,7 +13,12 @@
  *
  *     bench [DIR]     (default: a fresh directory in /dev/shm, removed afterwards)
  *
- * It prints ns per record (median of 5 runs) and the ratios.
+ * It prints ns per record (median of 5 rounds) and the ratios. Each round runs every
+ * measure once, one after the other, so that a ratio compares runs made under the same
+ * load: the ratios printed are the medians of each round's. The writer reuses the files
+ * of removed segments for new ones (docs/FORMAT.md, "Reusing a segment file");
+ * FILERING_NO_REUSE=1 in the environment makes it allocate a new file for every segment,
+ * for a side-by-side comparison.
  */
 #define _GNU_SOURCE 1
 
@@ -56,9 +63,9 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 
 static void remove_ring(const char *dir) { nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
 
-/* bench_append appends n records of size bytes (batch > 1: append_batch) to a new ring;
- * returns ns per record. */
-static double bench_append(size_t size, long n, int batch)
+/* bench_append appends n records of size bytes (batch > 1: append_batch) to a new ring
+ * of segsize-byte segments; returns ns per record. */
+static double bench_append_in(uint64_t segsize, size_t size, long n, int batch)
 {
 	filering_options o;
 	filering_writer *w;
@@ -71,13 +78,13 @@ static double bench_append(size_t size, long n, int batch)
 
 	memset(payload, 'x', size);
 	memset(&o, 0, sizeof o);
-	o.segment_size = 2 << 20;
+	o.segment_size = segsize;
 	o.segments = 8;
 	snprintf(dir, sizeof dir, "%s/ring%d", base, runs_done++);
 	if ((r = filering_writer_open(dir, &o, &w)) != 0)
 		die("open", r);
 	/* Warm up: the first segments, the page tables, the CRC tables. */
-	for (i = 0; i < 20000; i++)
+	for (i = 0; i < 20000 && (uint64_t)i * size < 16 * segsize; i++)
 		filering_append(w, payload, size, NULL);
 	filering_writer_poll(w, NULL);
 	for (k = 0; k < 64; k++) {
@@ -101,6 +108,8 @@ static double bench_append(size_t size, long n, int batch)
 	free(payload);
 	return (t1 - t0) / (double)n;
 }
+
+static double bench_append(size_t size, long n, int batch) { return bench_append_in(2 << 20, size, n, batch); }
 
 /* bench_raw: the same records into a raw mapped ring: [u32 length | payload] aligned to
  * 8, published with one release store of the length; the ring wraps at its end. */
@@ -169,21 +178,32 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* median runs f five times. */
-#define MEDIAN(expr, out)                                  \
-	do {                                               \
-		double v_[5];                              \
-		int i_;                                    \
-		for (i_ = 0; i_ < 5; i_++)                 \
-			v_[i_] = (expr);                   \
-		qsort(v_, 5, sizeof v_[0], cmp);           \
-		(out) = v_[2];                             \
-	} while (0)
+#define ROUNDS 5
+
+/* median returns the median of the n values v (reordered). */
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof v[0], cmp);
+	return v[n / 2];
+}
+
+/* ratio_median returns the median of a[k] / b[k]. */
+static double ratio_median(const double *a, const double *b, int n)
+{
+	double r[ROUNDS];
+	int k;
+
+	for (k = 0; k < n; k++)
+		r[k] = a[k] / b[k];
+	return median(r, n);
+}
 
 int main(int argc, char **argv)
 {
-	double a64, a4k, b64, r64, r4k, ren;
-	int own = argc < 2;
+	double a64[ROUNDS], a4k[ROUNDS], b64[ROUNDS], r64[ROUNDS], r4k[ROUNDS], ren[ROUNDS], roll[ROUNDS];
+	double ra64, ra4k, rb64, rn64, rn4k, m;
+	const char *noreuse = getenv("FILERING_NO_REUSE");
+	int own = argc < 2, k;
 
 	if (own) {
 		snprintf(base, sizeof base, "/dev/shm/filering-bench-XXXXXX");
@@ -196,22 +216,41 @@ int main(int argc, char **argv)
 		snprintf(base, sizeof base, "%s", argv[1]);
 		mkdir(base, 0700);
 	}
-	MEDIAN(bench_append(64, 2000000, 1), a64);
-	MEDIAN(bench_append(4096, 200000, 1), a4k);
-	MEDIAN(bench_append(64, 2000000, 64), b64);
-	MEDIAN(bench_raw(64, 2000000), r64);
-	MEDIAN(bench_raw(4096, 200000), r4k);
-	MEDIAN(bench_rename(5000), ren);
-	printf("filering_append, 64 B records:           %8.1f ns/record  %6.2f M records/s\n", a64, 1e3 / a64);
-	printf("filering_append, 4 KiB records:          %8.1f ns/record  %6.2f M records/s  %6.0f MB/s\n", a4k,
-	       1e3 / a4k, 4096e3 / a4k);
-	printf("filering_append_batch (64), 64 B records: %7.1f ns/record  %6.2f M records/s\n", b64, 1e3 / b64);
-	printf("raw mmap ring, 64 B records:             %8.1f ns/record  %6.2f M records/s\n", r64, 1e3 / r64);
-	printf("raw mmap ring, 4 KiB records:            %8.1f ns/record  %6.2f M records/s\n", r4k, 1e3 / r4k);
-	printf("rewrite 64 KiB file + rename:            %8.1f ns/update  %6.3f M updates/s\n", ren, 1e3 / ren);
+	for (k = 0; k < ROUNDS; k++) {
+		a64[k] = bench_append(64, 2000000, 1);
+		r64[k] = bench_raw(64, 2000000);
+		a4k[k] = bench_append(4096, 200000, 1);
+		r4k[k] = bench_raw(4096, 200000);
+		b64[k] = bench_append(64, 2000000, 64);
+		roll[k] = bench_append_in(65536, 65536 - 88, 20000, 1);
+		ren[k] = bench_rename(5000);
+	}
+	ra64 = ratio_median(a64, r64, ROUNDS);
+	ra4k = ratio_median(a4k, r4k, ROUNDS);
+	rb64 = ratio_median(b64, r64, ROUNDS);
+	rn64 = ratio_median(ren, a64, ROUNDS);
+	rn4k = ratio_median(ren, a4k, ROUNDS);
+	m = median(a64, ROUNDS);
+	printf("segment files: %s\n", noreuse && noreuse[0] == '1' ? "a new one for every segment (FILERING_NO_REUSE=1)"
+	                                                           : "reused (FILERING_NO_REUSE=1 turns that off)");
+	printf("filering_append, 64 B records:           %8.1f ns/record  %6.2f M records/s\n", m, 1e3 / m);
+	m = median(a4k, ROUNDS);
+	printf("filering_append, 4 KiB records:          %8.1f ns/record  %6.2f M records/s  %6.0f MB/s\n", m,
+	       1e3 / m, 4096e3 / m);
+	m = median(b64, ROUNDS);
+	printf("filering_append_batch (64), 64 B records: %7.1f ns/record  %6.2f M records/s\n", m, 1e3 / m);
+	m = median(r64, ROUNDS);
+	printf("raw mmap ring, 64 B records:             %8.1f ns/record  %6.2f M records/s\n", m, 1e3 / m);
+	m = median(r4k, ROUNDS);
+	printf("raw mmap ring, 4 KiB records:            %8.1f ns/record  %6.2f M records/s\n", m, 1e3 / m);
+	m = median(ren, ROUNDS);
+	printf("rewrite 64 KiB file + rename:            %8.1f ns/update  %6.3f M updates/s\n", m, 1e3 / m);
+	printf("a roll, with a 64 KiB record (64 KiB segments): %5.1f us/roll\n", median(roll, ROUNDS) / 1e3);
 	printf("ratios: append/raw 64 B %.2fx, append/raw 4 KiB %.2fx, batch/raw 64 B %.2fx; "
 	       "rename/append 64 B %.0fx, rename/append 4 KiB %.0fx\n",
-	       a64 / r64, a4k / r4k, b64 / r64, ren / a64, ren / a4k);
+	       ra64, ra4k, rb64, rn64, rn4k);
+	printf("as rates: append 64 B %.2fx the raw ring's, 4 KiB %.2fx, batch 64 B %.2fx\n", 1 / ra64, 1 / ra4k,
+	       1 / rb64);
 	if (own)
 		remove_ring(base);
 	return 0;

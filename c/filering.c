@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,13 @@
 #ifndef MAP_POPULATE
 #define MAP_POPULATE 0
 #endif
+#ifndef F_SETLEASE
+#define F_SETLEASE 1024
+#define F_GETLEASE 1025
+#endif
+#ifndef F_SETSIG
+#define F_SETSIG 10
+#endif
 
 /* Every word of a segment is loaded and stored as one aligned 8-byte atomic access: it
  * must not need a lock (libatomic). True on x86-64, i386, arm64 and armv7. */
@@ -65,6 +73,9 @@
 #define READ_WINDOW (8u << 20)        /* a reader releases mapped pages behind it by this */
 #define MAX_RETRIES 100               /* reader restarts when the producer rolls meanwhile */
 #define MAX_OPEN 64                   /* segment files a reader holds open at once (a window) */
+#define KEEP_MAX 2                    /* files of removed segments a writer keeps for reuse */
+#define HOLD_MAX 16                   /* sealed segments' files a writer holds mapped, */
+#define HOLD_BYTES (SIZE_MAX > 0xffffffffu ? 1ull << 30 : 64ull << 20) /* and their bytes at most */
 
 /* The segment index (docs/FORMAT.md, "The segment index"): N.idx, a 64-byte header and K
  * entries of 8 bytes, entry k saying where the first record at or after offset k * B
@@ -189,7 +200,7 @@ static void store_release(unsigned char *p, uint64_t v)
 
 /* ---- CRC-32 (IEEE) ----------------------------------------------------------------------------
  *
- * Slicing by 8 everywhere; on x86-64 with PCLMULQDQ, blocks of 64 bytes or more are
+ * Slicing by 8 everywhere; on x86-64 with PCLMULQDQ, blocks of 32 bytes or more are
  * folded with carry-less multiplication (Intel, "Fast CRC Computation for Generic
  * Polynomials Using PCLMULQDQ", the reflected constants zlib uses), and on arm64 with
  * the CRC32 extension the crc32x instruction does 8 bytes at a time. Both are detected
@@ -201,53 +212,49 @@ static void store_release(unsigned char *p, uint64_t v)
 #include <wmmintrin.h>
 #define CRC_CLMUL 1
 
-/* crc_clmul folds len bytes (at least 64, a multiple of 16) into the raw state c. */
-__attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul(uint32_t c, const unsigned char *buf, size_t len)
+/* Folding a 128-bit value across 128 * m bits of message multiplies its low half by
+ * x^(128m+32) and its high half by x^(128m-32), modulo the polynomial (bit-reflected,
+ * shifted left by one): crc_fold[m] holds the two, low first, for m = 1 to 6. */
+static const uint64_t crc_fold[7][2] = {
+	{0, 0},
+	{0x1751997d0ull, 0x0ccaa009eull},
+	{0x0f1da05aaull, 0x15a546366ull},
+	{0x03db1ecdcull, 0x174359406ull},
+	{0x154442bd4ull, 0x1c6e41596ull},
+	{0x1c7569e54ull, 0x0ae0b5394ull},
+	{0x0df068dc2ull, 0x18cb44e58ull},
+};
+
+/* crc_fold_by returns x folded across 128 * m bits (m = 0: x itself). */
+__attribute__((target("pclmul,sse2"))) static __m128i crc_fold_by(__m128i x, int m)
 {
-	const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596ll, 0x0154442bd4ll);
+	__m128i k;
+
+	if (m == 0)
+		return x;
+	k = _mm_set_epi64x((long long)crc_fold[m][1], (long long)crc_fold[m][0]);
+	return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+}
+
+/* crc_clmul_end folds nx 128-bit blocks x (nx <= 4: the message so far, already folded
+ * into them) and the len bytes at buf (len < 64, a multiple of 16) that follow them into
+ * one, each block folded across the distance to the last one, all at once rather than
+ * one after another, and reduces that to the raw 32-bit state. */
+__attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul_end(const __m128i *x, int nx,
+                                                                     const unsigned char *buf, size_t len)
+{
 	const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009ell, 0x01751997d0ll);
 	const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124ll);
 	const __m128i poly = _mm_set_epi64x(0x01f7011641ll, 0x01db710641ll);
 	const __m128i mask = _mm_setr_epi32(~0, 0, ~0, 0);
-	__m128i x0, x1, x2, x3, x4, x5, x6, x7, x8;
+	int t = (int)(len / 16), m = nx + t, i;
+	__m128i x1 = _mm_setzero_si128(), x2;
 
-	x1 = _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x00));
-	x2 = _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x10));
-	x3 = _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x20));
-	x4 = _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x30));
-	x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)c));
-	buf += 64;
-	len -= 64;
-	while (len >= 64) {
-		x5 = _mm_clmulepi64_si128(x1, k1k2, 0x00);
-		x6 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
-		x7 = _mm_clmulepi64_si128(x3, k1k2, 0x00);
-		x8 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
-		x1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
-		x2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
-		x3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
-		x4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
-		x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x00)));
-		x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x10)));
-		x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x20)));
-		x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(const void *)(buf + 0x30)));
-		buf += 64;
-		len -= 64;
-	}
-	/* Fold into 128 bits. */
-	x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-	x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
-	x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-	x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x3), x5);
-	x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-	x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x4), x5);
-	while (len >= 16) {
-		x2 = _mm_loadu_si128((const __m128i *)(const void *)buf);
-		x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-		x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
-		buf += 16;
-		len -= 16;
-	}
+	for (i = 0; i < nx; i++)
+		x1 = _mm_xor_si128(x1, crc_fold_by(x[i], m - 1 - i));
+	for (i = 0; i < t; i++)
+		x1 = _mm_xor_si128(x1, crc_fold_by(_mm_loadu_si128((const __m128i *)(const void *)(buf + 16 * i)),
+		                                   t - 1 - i));
 	/* Fold 128 bits to 64, then Barrett-reduce to 32. */
 	x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
 	x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
@@ -259,8 +266,48 @@ __attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul(uint32_t c, con
 	x2 = _mm_and_si128(x2, mask);
 	x2 = _mm_clmulepi64_si128(x2, poly, 0x00);
 	x1 = _mm_xor_si128(x1, x2);
-	(void)x0;
 	return (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(x1, 4));
+}
+
+/* crc_clmul_more folds the len bytes at buf (a multiple of 16) after the 64 bytes whose
+ * fold is x[0..3], 64 at a time, then ends (crc_clmul_end). */
+__attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul_more(__m128i *x, const unsigned char *buf,
+                                                                      size_t len)
+{
+	const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596ll, 0x0154442bd4ll);
+	__m128i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+
+#define CRC_FOLD64(v, i)                                                                              \
+	v = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(v, k1k2, 0x00), _mm_clmulepi64_si128(v, k1k2, 0x11)), \
+	                  _mm_loadu_si128((const __m128i *)(const void *)(buf + 16 * (i))))
+	while (len >= 64) {
+		CRC_FOLD64(x0, 0);
+		CRC_FOLD64(x1, 1);
+		CRC_FOLD64(x2, 2);
+		CRC_FOLD64(x3, 3);
+		buf += 64;
+		len -= 64;
+	}
+#undef CRC_FOLD64
+	x[0] = x0;
+	x[1] = x1;
+	x[2] = x2;
+	x[3] = x3;
+	return crc_clmul_end(x, 4, buf, len);
+}
+
+/* crc_clmul folds len bytes (at least 16, a multiple of 16) into the raw state c. */
+__attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul(uint32_t c, const unsigned char *buf, size_t len)
+{
+	__m128i x[4];
+	int i;
+
+	x[0] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)buf), _mm_cvtsi32_si128((int)c));
+	if (len < 64)
+		return crc_clmul_end(x, 1, buf + 16, len - 16);
+	for (i = 1; i < 4; i++)
+		x[i] = _mm_loadu_si128((const __m128i *)(const void *)(buf + 16 * i));
+	return crc_clmul_more(x, buf + 64, len - 64);
 }
 
 static int crc_hw_detect(void)
@@ -326,7 +373,7 @@ static void crc_init(void)
 		for (k = 1; k < 8; k++)
 			crc_table[k][i] = (crc_table[k - 1][i] >> 8) ^ crc_table[0][crc_table[k - 1][i] & 0xff];
 	env = getenv("FILERING_CRC_TABLE");
-	crc_hw = !(env && env[0] == '1') && crc_hw_detect();
+	crc_hw = env && env[0] == '1' ? 0 : crc_hw_detect();
 	__atomic_store_n(&crc_state, 2, __ATOMIC_RELEASE);
 }
 
@@ -335,7 +382,7 @@ static uint32_t crc_update(uint32_t crc, const unsigned char *p, size_t n)
 	uint32_t c = ~crc, a, b;
 
 #ifdef CRC_CLMUL
-	if (crc_hw && n >= 64) {
+	if (crc_hw && n >= 32) { /* below, the tables are as fast */
 		size_t k = n & ~(size_t)15;
 		c = crc_clmul(c, p, k);
 		p += k;
@@ -1351,23 +1398,39 @@ static int check_header(const unsigned char *b, uint64_t size, uint64_t num, con
 	return 0;
 }
 
-/* put_record writes a record at offset off of the segment mapped at b and publishes it
- * with one atomic release store of its commit word, the last store it makes. The caller
- * guarantees that it fits and that the bytes it covers are zero (a fresh segment). It
- * returns the offset of the next record. */
-static uint64_t put_record(unsigned char *b, uint64_t off, uint64_t seq, int64_t t, const void *data, size_t len)
+/* write_record writes a record at offset off of the segment of size bytes mapped at b
+ * and publishes it (docs/FORMAT.md, "Appending"): sequence, time, payload and zero
+ * padding; then zero in the 8 bytes after it, the next record's commit word, when they
+ * are inside the segment; then its commit word, with one atomic release store, the last
+ * store it makes. It writes every byte it covers, so the bytes there may be anything
+ * before (a reused file holds old records), and a reader that sees this record sees a
+ * zero after it, never an old record. The caller guarantees that it fits. It returns the
+ * offset of the next record. */
+static uint64_t write_record(unsigned char *b, uint64_t size, uint64_t off, uint64_t seq, int64_t t,
+                             const void *data, size_t len)
 {
 	unsigned char *r = b + off;
+	uint64_t next = off + align8(RECHDR + len);
 	uint32_t crc;
 
+	/* The padding: the record's last word zeroed, then the payload copied over its
+	 * first bytes. */
+	if ((RECHDR + len) & 7)
+		memset(b + next - 8, 0, 8);
 	st64(r + 8, seq);
 	st64(r + 16, (uint64_t)t);
 	if (len)
 		memcpy(r + RECHDR, data, len);
+	if (next + 8 <= size)
+		__atomic_store_n((uint64_t *)(void *)(b + next), 0, __ATOMIC_RELAXED);
 	crc = crc_update(0, r + 8, 16 + len);
 	store_release(r, (uint64_t)(RECHDR + len) | (uint64_t)crc << 32);
-	return off + align8(RECHDR + len);
+	return next;
 }
+
+/* put_record is write_record for a segment whose header is in place (put_header): its
+ * size is the header's. For segments built in memory by the tests and fuzz targets. */
+#define put_record(b, off, seq, t, data, len) write_record((b), ld64((b) + 16), (off), (seq), (t), (data), (len))
 
 /* The scanner reads the records of one mapped segment in order, as docs/FORMAT.md,
  * "Reading: a consistent snapshot", step 4 says. Every reader and the recovery use it.
@@ -1796,6 +1859,8 @@ struct widx {
 struct hot {
 	uint64_t num, first;
 	int fd;
+	dev_t dev;         /* the file's, from fstat */
+	ino_t ino;
 	unsigned char *b;  /* writable shared mapping of the whole file */
 	uint64_t off;      /* offset of the next record */
 	uint64_t count;    /* records in the segment */
@@ -1807,12 +1872,42 @@ struct hot {
 	struct widx idx;
 };
 
+/* A segment made ready to be installed: a new file under a temporary name (allocate),
+ * or a kept file (seg_reuse) on which the writer then holds a write lease, which install
+ * releases once the file has its new name. */
 struct spare {
 	uint64_t num;
 	int fd;
+	dev_t dev;
+	ino_t ino;
 	unsigned char *b;
 	char tmp[64];
+	int leased;
 	struct widx idx;
+};
+
+/* The file of a removed segment, kept for reuse (docs/FORMAT.md, "Reusing a segment
+ * file"): under a temporary name, open read-write; fd is the only descriptor the writer
+ * holds of it, and b (NULL until poll or a reuse maps it) a mapping made from fd, which
+ * is the same open file description and so does not stand in the way of the lease. */
+struct kept {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	unsigned char *b;
+	char tmp[64];
+};
+
+/* A sealed segment whose file the writer still holds, as it held it hot: its descriptor
+ * and its mapping, so that when retention removes the segment the file is kept for reuse
+ * as it is, with no open, no mapping made and no page faulted in again (seg_keep). At
+ * most HOLD_MAX of them, of HOLD_BYTES in all. */
+struct held {
+	uint64_t num;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	unsigned char *b;
 };
 
 /* A sealed segment's index the writer still holds mapped, so that when retention removes
@@ -1867,6 +1962,13 @@ struct filering_writer {
 	size_t nsealed, capsealed;
 	struct widx *ifree;
 	size_t nfree, capfree;
+	/* files of removed segments kept for reuse, oldest first (seg_keep, seg_reuse), and
+	 * files of sealed segments still held (hold_hot) */
+	struct kept kept[KEEP_MAX];
+	size_t nkept;
+	struct held *held;
+	size_t nheld, capheld;
+	int no_lease; /* leases are unavailable here (not refused: unavailable): no reuse */
 	char id[33];
 	char msg[PATH_MAX + 512];
 };
@@ -2043,14 +2145,151 @@ static int idx_free_all(filering_writer *w, int sealed)
 	return any;
 }
 
-/* wunlink_seg removes segment num: N.seg, then its index N.idx, which goes even when
- * N.seg is gone already (a taker claimed it). */
-static void wunlink_seg(filering_writer *w, uint64_t num)
+/* Segment files are reused (docs/FORMAT.md, "Reusing a segment file"): the file of a
+ * segment that retention or a full file system removes is renamed away and kept
+ * (seg_keep), at most KEEP_MAX of them, and the next segment is written into one
+ * (seg_reuse) when Linux grants a write lease on it, which it does only when no other
+ * process holds it open or mapped. Its pages are in place, so a roll then costs a lease,
+ * a header and a rename instead of a new file allocated, zeroed and faulted in. Kept
+ * files are unlinked at close and given back first when the file system is full.
+ * FILERING_NO_REUSE=1 in the environment (read once) turns reuse off. */
+
+static int reuse_state; /* 0: not known yet, 1: files are reused, 2: not */
+
+static int reuse_on(void)
 {
+	int st = __atomic_load_n(&reuse_state, __ATOMIC_RELAXED);
+	const char *env;
+
+	if (st == 0) {
+		env = getenv("FILERING_NO_REUSE");
+		st = env && env[0] == '1' ? 2 : 1;
+		__atomic_store_n(&reuse_state, st, __ATOMIC_RELAXED);
+	}
+	return st == 1;
+}
+
+/* reuse_hook, when set, is called by seg_reuse between taking the lease and checking it.
+ * Only the tests, which include this file, set it. */
+static void (*reuse_hook)(filering_writer *w, const struct kept *k);
+
+/* held_take takes segment num's file out of the list of held ones into *h; h->fd is -1
+ * when the writer does not hold it. */
+static void held_take(filering_writer *w, uint64_t num, struct held *h)
+{
+	size_t i;
+
+	h->fd = -1;
+	for (i = 0; i < w->nheld; i++) {
+		if (w->held[i].num == num) {
+			*h = w->held[i];
+			w->held[i] = w->held[--w->nheld];
+			return;
+		}
+	}
+}
+
+/* held_release unmaps and closes a held file (h->fd -1: none). */
+static void held_release(filering_writer *w, struct held *h)
+{
+	if (h->fd < 0)
+		return;
+	munmap(h->b, (size_t)w->segment_size);
+	close(h->fd);
+	h->fd = -1;
+}
+
+/* seg_keep takes the file of segment num, named name, out of the ring for reuse
+ * ("Reusing a segment file", step 1): it renames it to .NNNNNNNNNNNNNNNN.seg.free-RANDOM,
+ * never over another name, then checks that it is a regular file of the ring's segment
+ * size with no other name: the file the writer holds (h, as it held it hot: the
+ * descriptor and mapping are kept as they are), or else opened read-write. A file that
+ * fails is unlinked. Returns 1 when name is dealt with: the file is kept, or unlinked, or
+ * the name was gone (a taker took it: nothing to keep); 0 when the caller is to unlink
+ * name itself (reuse off, KEEP_MAX files kept already, a rename that failed otherwise).
+ * Either way h is released or kept. */
+static int seg_keep(filering_writer *w, uint64_t num, const char *name, struct held *h)
+{
+	struct kept *k;
+	struct stat st;
+	char base[48];
+	int fd, r, ok;
+
+	if (w->nkept >= KEEP_MAX || !reuse_on() || w->no_lease) {
+		held_release(w, h);
+		return 0;
+	}
+	k = &w->kept[w->nkept];
+	seg_name(base, sizeof base, num, ".seg.free");
+	tmp_name(k->tmp, sizeof k->tmp, base);
+	if ((r = do_rename(w->dirfd, name, k->tmp, 1)) != 0) {
+		held_release(w, h);
+		return r == -ENOENT;
+	}
+	if (h->fd >= 0) {
+		/* The name must have named the file held: it is the only one checked. */
+		fd = h->fd;
+		k->b = h->b;
+		h->fd = -1;
+		ok = fstatat(w->dirfd, k->tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == h->dev &&
+		     st.st_ino == h->ino;
+	} else {
+		fd = open_in(w->dirfd, k->tmp, O_RDWR, 0, &st);
+		k->b = NULL;
+		ok = fd >= 0;
+	}
+	if (!ok || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != w->segment_size || st.st_nlink != 1) {
+		if (fd >= 0)
+			close(fd);
+		if (k->b)
+			munmap(k->b, (size_t)w->segment_size);
+		unlinkat(w->dirfd, k->tmp, 0);
+		return 1;
+	}
+	k->fd = fd;
+	k->dev = st.st_dev;
+	k->ino = st.st_ino;
+	w->nkept++;
+	return 1;
+}
+
+/* kept_drop gives back kept file i: unmapped, closed and unlinked. */
+static void kept_drop(filering_writer *w, size_t i)
+{
+	struct kept *k = &w->kept[i];
+
+	if (k->b)
+		munmap(k->b, (size_t)w->segment_size);
+	close(k->fd);
+	unlinkat(w->dirfd, k->tmp, 0);
+	memmove(k, k + 1, (w->nkept - i - 1) * sizeof *k);
+	w->nkept--;
+}
+
+/* kept_free_all gives back every kept file, and reports whether there was one. */
+static int kept_free_all(filering_writer *w)
+{
+	int any = w->nkept > 0;
+
+	while (w->nkept > 0)
+		kept_drop(w, w->nkept - 1);
+	return any;
+}
+
+/* wunlink_seg removes segment num: N.seg (with keep, kept for reuse when it can be:
+ * seg_keep; a file the writer holds is released otherwise), then its index N.idx, which
+ * goes even when N.seg is gone already (a taker claimed it). */
+static void wunlink_seg(filering_writer *w, uint64_t num, int keep)
+{
+	struct held h;
 	char name[32];
 
+	held_take(w, num, &h);
 	seg_name(name, sizeof name, num, ".seg");
-	wunlink(w, name);
+	if (!keep)
+		held_release(w, &h);
+	if (!keep || !seg_keep(w, num, name, &h))
+		wunlink(w, name);
 	seg_name(name, sizeof name, num, ".idx");
 	if (!idx_retire(w, num, name))
 		wunlink(w, name);
@@ -2166,12 +2405,13 @@ static void discard_spare(filering_writer *w)
 	w->have_spare = 0;
 }
 
-/* free_held gives back what the writer holds beyond the ring (free index files, a spare
- * segment), and reports whether there was anything. */
+/* free_held gives back what the writer holds beyond the ring (free index files, files
+ * kept for reuse, a spare segment), and reports whether there was anything. */
 static int free_held(filering_writer *w)
 {
 	int any = idx_free_all(w, 0);
 
+	any |= kept_free_all(w);
 	if (!w->have_spare)
 		return any;
 	discard_spare(w);
@@ -2199,10 +2439,12 @@ static uint64_t drop_entry(filering_writer *w)
 	return e.num;
 }
 
-/* drop_oldest removes the oldest sealed segment to make room, and reports whether there
- * was one. The manifest goes first when it can, so that readers see the segment retired
- * rather than missing; when it cannot be written either, the file goes first and the
- * manifest that drops it follows once there is room. */
+/* drop_oldest removes the oldest sealed segment to make room for a new one, and reports
+ * whether there was one. The manifest goes first when it can, so that readers see the
+ * segment retired rather than missing; when it cannot be written either, the file goes
+ * first and the manifest that drops it follows once there is room. The file is kept for
+ * reuse when it can be: the new segment may then be written into it, which needs no
+ * room. */
 static int drop_oldest(filering_writer *w)
 {
 	uint64_t num = drop_entry(w);
@@ -2215,7 +2457,7 @@ static int drop_oldest(filering_writer *w)
 		if (r != -ENOSPC)
 			wlog(w, "%s/manifest: %s", w->path, strerror(-r));
 	}
-	wunlink_seg(w, num);
+	wunlink_seg(w, num, 1);
 	return 1;
 }
 
@@ -2252,9 +2494,10 @@ static int write_manifest(filering_writer *w)
 		if (free_held(w))
 			continue;
 		if (ndrop) {
-			/* The segments past the retention go first: they are dropped anyway. */
+			/* The segments past the retention go first: they are dropped anyway. Their
+			 * files are unlinked, not kept: the room is what is needed. */
 			for (i = 0; i < ndrop; i++)
-				wunlink_seg(w, drop[i]);
+				wunlink_seg(w, drop[i], 0);
 			ndrop = 0;
 			continue;
 		}
@@ -2262,10 +2505,10 @@ static int write_manifest(filering_writer *w)
 			goto out; /* -ENOSPC */
 		/* No room to say so first: remove the file, then list it no more. A reader
 		 * that finds a listed segment missing skips it, as it does a taken one. */
-		wunlink_seg(w, num);
+		wunlink_seg(w, num, 0);
 	}
 	for (i = 0; i < ndrop; i++)
-		wunlink_seg(w, drop[i]);
+		wunlink_seg(w, drop[i], 1);
 out:
 	free(drop);
 	return r;
@@ -2332,16 +2575,20 @@ static void idx_allocate(filering_writer *w, struct spare *sp)
  * ".NAME<suffix>-RANDOM", and its index when the segments are large enough for one. */
 static int allocate(filering_writer *w, uint64_t num, const char *suffix, struct spare *sp)
 {
+	struct stat st;
 	char base[48];
 	int fd, r = 0, huge = 0;
 
 	seg_name(base, sizeof base, num, suffix);
 	tmp_name(sp->tmp, sizeof sp->tmp, base);
-	fd = open_in(w->dirfd, sp->tmp, O_RDWR | O_CREAT | O_EXCL, w->file_mode, NULL);
+	fd = open_in(w->dirfd, sp->tmp, O_RDWR | O_CREAT | O_EXCL, w->file_mode, &st);
 	if (fd < 0)
 		return fd == FILERING_ENOTREG ? -EEXIST : fd;
+	sp->dev = st.st_dev;
+	sp->ino = st.st_ino;
 	wchown(w, fd, sp->tmp);
 	sp->b = NULL;
+	sp->leased = 0;
 	if (w->hp && w->segment_size % w->hp == 0) {
 		/* Allocate one small page per huge page and map: the kernel then builds each
 		 * huge page from one small page and zeros, instead of copying 512 of them. The
@@ -2372,8 +2619,80 @@ static int allocate(filering_writer *w, uint64_t num, const char *suffix, struct
 	return 0;
 }
 
-/* install writes the header of an allocated segment and renames it into place, its index
- * first (an index that cannot be renamed is dropped: the segment goes on without one). */
+/* map_segment maps a kept file for writing, faulted in at once, on a huge page boundary
+ * when its size is a multiple of the huge page size. It does not collapse it
+ * (MADV_COLLAPSE, which drains every CPU's page lists and waits for them, the most
+ * costly part of a roll otherwise): the file's pages are what they were when it was
+ * allocated, huge pages where allocate could collapse them, and a fault maps a huge page
+ * of the file whole. */
+static unsigned char *map_segment(filering_writer *w, int fd)
+{
+	unsigned char *b = map_file(fd, w->segment_size, 1, w->hp, NULL);
+
+	if (b && w->hp && w->segment_size % w->hp == 0)
+		madvise(b, (size_t)w->segment_size, 23 /* MADV_POPULATE_WRITE: fault in now */);
+	return b;
+}
+
+/* seg_reuse readies the oldest kept file for segment num in sp ("Reusing a segment
+ * file", steps 2 and 4): it takes a write lease on the file's descriptor, the only one
+ * the writer holds of it (a mapping made from that descriptor is the same open file
+ * description), which Linux grants only when no other process holds the file open or
+ * mapped; a process that opens it while the lease is held sends the writer SIGURG
+ * (F_SETSIG), ignored by default, and a non-blocking open fails with EWOULDBLOCK. It maps
+ * the file, then checks that the lease is still held. sp then holds the leased file and
+ * an index, for install to give the segment its header and name and release the lease.
+ * Returns 0, or -1 when there is no kept file or the lease is refused, unavailable
+ * (EAGAIN, EACCES, EINVAL, ENOLCK...) or broken: the file is then unlinked, nothing is
+ * reported, and the caller makes a new segment the old way. Leases unavailable
+ * (EINVAL, EACCES, EPERM, ENOLCK, ENOSYS) turn reuse off for the writer: no file is kept
+ * any more. */
+static int seg_reuse(filering_writer *w, uint64_t num, struct spare *sp)
+{
+	struct kept k;
+
+	if (w->nkept == 0)
+		return -1;
+	k = w->kept[0];
+	w->nkept--;
+	memmove(w->kept, w->kept + 1, w->nkept * sizeof *w->kept);
+	if (fcntl(k.fd, F_SETSIG, SIGURG) != 0 || fcntl(k.fd, F_SETLEASE, F_WRLCK) != 0) {
+		/* EAGAIN: another process has the file open. These: no leases for this writer's
+		 * files here, now or later. */
+		if (errno == EINVAL || errno == EACCES || errno == EPERM || errno == ENOLCK || errno == ENOSYS) {
+			w->no_lease = 1;
+			kept_free_all(w);
+		}
+		goto refused;
+	}
+	if (!k.b && !(k.b = map_segment(w, k.fd)))
+		goto refused;
+	if (reuse_hook)
+		reuse_hook(w, &k);
+	if (fcntl(k.fd, F_GETLEASE) != F_WRLCK)
+		goto refused;
+	sp->num = num;
+	sp->fd = k.fd;
+	sp->dev = k.dev;
+	sp->ino = k.ino;
+	sp->b = k.b;
+	sp->leased = 1;
+	memcpy(sp->tmp, k.tmp, sizeof sp->tmp);
+	idx_allocate(w, sp);
+	return 0;
+refused:
+	if (k.b)
+		munmap(k.b, (size_t)w->segment_size);
+	close(k.fd); /* releases the lease, if taken */
+	unlinkat(w->dirfd, k.tmp, 0);
+	return -1;
+}
+
+/* install writes the header of a segment made ready in sp (a new file, or a kept one
+ * under a lease) and renames it into place, its index first (an index that cannot be
+ * renamed is dropped: the segment goes on without one). The 8 bytes at offset 64, where
+ * the first record goes, are zeroed: a kept file holds an old record there. A lease is
+ * released only once the file has its new name ("Reusing a segment file", step 5). */
 static int install(filering_writer *w, struct spare *sp, uint64_t first, struct hot *h)
 {
 	char name[32], iname[32];
@@ -2382,6 +2701,7 @@ static int install(filering_writer *w, struct spare *sp, uint64_t first, struct 
 	seg_name(name, sizeof name, sp->num, ".seg");
 	seg_name(iname, sizeof iname, sp->num, ".idx");
 	put_header(sp->b, w->segment_size, sp->num, first, wall_ns());
+	memset(sp->b + HDR, 0, 8);
 	if (sp->idx.b && do_rename(w->dirfd, sp->idx.tmp, iname, 1) != 0)
 		idx_discard(w, &sp->idx, sp->idx.tmp);
 	if ((r = do_rename(w->dirfd, sp->tmp, name, 1)) != 0) {
@@ -2392,10 +2712,16 @@ static int install(filering_writer *w, struct spare *sp, uint64_t first, struct 
 		idx_discard(w, &sp->idx, iname);
 		return r;
 	}
+	if (sp->leased) {
+		fcntl(sp->fd, F_SETLEASE, F_UNLCK);
+		sp->leased = 0;
+	}
 	memset(h, 0, sizeof *h);
 	h->num = sp->num;
 	h->first = first;
 	h->fd = sp->fd;
+	h->dev = sp->dev;
+	h->ino = sp->ino;
 	h->b = sp->b;
 	h->off = HDR;
 	h->created = mono_ns();
@@ -2411,8 +2737,9 @@ static int install(filering_writer *w, struct spare *sp, uint64_t first, struct 
 }
 
 /* create_segment makes segment num, with first sequence number first, ready to be
- * written: the spare when there is one for it, else a new allocation. When the file
- * system is full it drops the oldest sealed segments, one at a time, to make room. */
+ * written: the spare when there is one for it, else a kept file when one can be reused,
+ * else a new allocation. When the file system is full it drops the oldest sealed
+ * segments, one at a time, to make room. */
 static int create_segment(filering_writer *w, uint64_t num, uint64_t first, struct hot *h)
 {
 	struct spare sp;
@@ -2430,6 +2757,9 @@ static int create_segment(filering_writer *w, uint64_t num, uint64_t first, stru
 		}
 	}
 	for (;;) {
+		/* A kept file first: it needs no room. */
+		if (seg_reuse(w, num, &sp) == 0)
+			return install(w, &sp, first, h);
 		if ((r = allocate(w, num, ".new", &sp)) == 0) {
 			if (!dropped)
 				w->tight = 0; /* room enough without dropping anything */
@@ -2438,7 +2768,8 @@ static int create_segment(filering_writer *w, uint64_t num, uint64_t first, stru
 		if (r != -ENOSPC)
 			return r;
 		/* Room is short: allocate nothing ahead, give back what is held beyond the
-		 * ring, then drop records. */
+		 * ring, then drop records (the file of a dropped segment is kept, and reused at
+		 * once when it can be). */
 		w->tight = 1;
 		if (free_held(w))
 			continue;
@@ -2454,6 +2785,53 @@ static void unmap_hot(filering_writer *w)
 		return;
 	munmap(w->hot.b, (size_t)w->segment_size);
 	close(w->hot.fd);
+	idx_keep(w, w->hot.num, &w->hot.idx);
+	w->have_hot = 0;
+}
+
+/* hold_hot is unmap_hot for a hot segment just sealed by a roll: while segment files are
+ * reused, its descriptor and mapping are held as they are (struct held), within
+ * HOLD_MAX and HOLD_BYTES, for seg_keep to keep when retention removes it. A held file
+ * that has no name left (a taker took the segment and removed it) is released here, so
+ * that its memory goes back as it would without the writer: one fstat for each held
+ * file at each roll. Growing the list allocates, at a roll. */
+static void hold_hot(filering_writer *w)
+{
+	struct stat st;
+	struct held *h;
+	size_t i;
+
+	if (!w->have_hot)
+		return;
+	for (i = 0; i < w->nheld;) {
+		if (fstat(w->held[i].fd, &st) == 0 && st.st_nlink == 0) {
+			held_release(w, &w->held[i]);
+			w->held[i] = w->held[--w->nheld];
+		} else {
+			i++;
+		}
+	}
+	if (!reuse_on() || w->no_lease || w->nheld >= HOLD_MAX ||
+	    (w->nheld + 1) * w->segment_size > HOLD_BYTES) {
+		unmap_hot(w);
+		return;
+	}
+	if (w->nheld == w->capheld) {
+		size_t cap = w->capheld ? 2 * w->capheld : 8;
+		struct held *p = (struct held *)realloc(w->held, cap * sizeof *p);
+		if (!p) {
+			unmap_hot(w);
+			return;
+		}
+		w->held = p;
+		w->capheld = cap;
+	}
+	h = &w->held[w->nheld++];
+	h->num = w->hot.num;
+	h->fd = w->hot.fd;
+	h->dev = w->hot.dev;
+	h->ino = w->hot.ino;
+	h->b = w->hot.b;
 	idx_keep(w, w->hot.num, &w->hot.idx);
 	w->have_hot = 0;
 }
@@ -2536,7 +2914,7 @@ static int roll(filering_writer *w, int64_t now)
 	seal(w->hot.b, w->hot.off);
 	w->man.e[w->man.n - 1].sealed = 1;
 	w->man.e[w->man.n - 1].last = w->next - 1;
-	unmap_hot(w);
+	hold_hot(w);
 	w->hot = nh;
 	w->have_hot = 1;
 	w->pending = 0; /* the manifest's replacement announces what the old one held */
@@ -2669,7 +3047,8 @@ int filering_append_batch(filering_writer *w, const struct iovec *recs, size_t n
 			}
 		}
 		off = w->hot.off;
-		w->hot.off = put_record(w->hot.b, off, w->next, t, recs[i].iov_base, recs[i].iov_len);
+		w->hot.off = write_record(w->hot.b, w->segment_size, off, w->next, t, recs[i].iov_base,
+		                           recs[i].iov_len);
 		if (off >= w->hot.inext)
 			idx_store(&w->hot, off);
 		w->hot.count++;
@@ -2712,7 +3091,12 @@ int filering_writer_poll(filering_writer *w, int *timeout_ms)
 	now = mono_ns();
 	if ((r = due(w, now)) != 0)
 		return r;
-	if (!w->tight && !w->have_spare && w->hot.num < MAX_NUMBER) {
+	if (w->nkept > 0) {
+		/* The next segment goes into a kept file: map it ahead of need (from its own
+		 * descriptor, which the lease allows). */
+		if (!w->kept[0].b)
+			w->kept[0].b = map_segment(w, w->kept[0].fd);
+	} else if (!w->tight && !w->have_spare && w->hot.num < MAX_NUMBER) {
 		/* The next segment, ahead of need: the next roll then only writes a header. */
 		r = allocate(w, w->hot.num + 1, ".spare", &w->spare);
 		if (r == 0)
@@ -3144,7 +3528,7 @@ static int start_segment(filering_writer *w)
 	if ((r = write_manifest(w)) != 0)
 		return r;
 	for (i = 0; i < w->nleft; i++)
-		wunlink_seg(w, w->leftovers[i]);
+		wunlink_seg(w, w->leftovers[i], 0);
 	w->nleft = 0;
 	return 0;
 }
@@ -3215,6 +3599,10 @@ static void writer_free(filering_writer *w)
 {
 	unmap_hot(w);
 	discard_spare(w);
+	kept_free_all(w);
+	while (w->nheld > 0)
+		held_release(w, &w->held[--w->nheld]);
+	free(w->held);
 	idx_free_all(w, 1);
 	free(w->isealed);
 	free(w->ifree);
@@ -3502,10 +3890,34 @@ static void seg_damage(struct seg *s, int code, int64_t off, const char *fmt, ..
 	va_end(ap);
 }
 
+/* name_moved reports whether name, in the directory dirfd, no longer names the file
+ * whose status st is (the fstat of a descriptor opened by that name): the name is gone,
+ * or names another file (another device or inode). Looked up without following a
+ * symbolic link. A lookup that fails otherwise says nothing: 0. */
+static int name_moved(int dirfd, const char *name, const struct stat *st)
+{
+	struct stat now;
+
+	if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT;
+	return now.st_dev != st->st_dev || now.st_ino != st->st_ino;
+}
+
+/* seg_open_hook, when set, is called by seg_open right after it opened a segment, with
+ * the directory, the name and the descriptor. Only the tests, which include this file,
+ * set it: to play a producer that reuses the file between the open and the checks. */
+static void (*seg_open_hook)(int dirfd, const char *name, int fd);
+
 /* seg_open opens the listed segment e of a ring whose segments are size bytes and checks
  * it against e, reading only its header (docs/FORMAT.md, reading steps 2 and 3). Returns
- * 0 (with s->damage set when the segment is damaged), 1 when the file is missing, or
- * -EMFILE, -ENFILE, -ENOMEM: a failure that is not the segment's. */
+ * 0 (with s->damage set when the segment is damaged), 1 when the segment is missing, or
+ * -EMFILE, -ENFILE, -ENOMEM: a failure that is not the segment's.
+ *
+ * Missing is: no file by that name (ENOENT); an open that fails with EAGAIN
+ * (EWOULDBLOCK), a file the producer holds a lease on while it reuses it for a new
+ * segment; and a file that fails the checks while its name no longer names it, a file
+ * the producer reused after the name was looked up (docs/FORMAT.md, "Reusing a segment
+ * file"). A file that fails them and still has the name is damaged. */
 static int seg_open(int dirfd, const struct mentry *e, uint64_t size, struct seg *s)
 {
 	char name[32];
@@ -3517,7 +3929,7 @@ static int seg_open(int dirfd, const struct mentry *e, uint64_t size, struct seg
 	seg_init(s, e);
 	seg_name(name, sizeof name, e->num, ".seg");
 	fd = open_in(dirfd, name, O_RDONLY, 0, &st);
-	if (fd == -ENOENT)
+	if (fd == -ENOENT || fd == -EAGAIN || fd == -EWOULDBLOCK)
 		return 1;
 	if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM)
 		return fd;
@@ -3533,21 +3945,26 @@ static int seg_open(int dirfd, const struct mentry *e, uint64_t size, struct seg
 		seg_damage(s, FILERING_EUNREADABLE, -1, "cannot open: %s", strerror(-fd));
 		return 0;
 	}
+	if (seg_open_hook)
+		seg_open_hook(dirfd, name, fd);
 	s->fd = fd;
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	if ((uint64_t)st.st_size != size) {
 		seg_damage(s, FILERING_ESIZE, -1, "file is %lld bytes, ring segments are %llu", (long long)st.st_size,
 		           (unsigned long long)size);
-		return 0;
-	}
-	n = read_upto(fd, hdr, HDR);
-	if (n != (ssize_t)HDR) {
+	} else if ((n = read_upto(fd, hdr, HDR)) != (ssize_t)HDR) {
 		seg_damage(s, FILERING_EUNREADABLE, -1, "cannot read the header: %s",
 		           n < 0 ? strerror((int)-n) : "short read");
-		return 0;
+	} else {
+		s->damage = check_header(hdr, size, e->num, e, &s->h, &s->damage_off, s->why, sizeof s->why);
 	}
-	s->damage = check_header(hdr, size, e->num, e, &s->h, &s->damage_off, s->why, sizeof s->why);
+	if (s->damage && name_moved(dirfd, name, &st)) {
+		/* Removed, and its file reused, after the name was looked up: missing. */
+		seg_close(s, size);
+		seg_init(s, e);
+		return 1;
+	}
 	return 0;
 }
 

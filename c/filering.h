@@ -158,7 +158,17 @@ typedef void (*filering_log_fn)(void *arg, const char *msg);
  * header or is short), FILERING_EEXHAUSTED, -EINVAL for options out of range, -ELOOP
  * when dir is a symbolic link, -ENOTDIR, -ENOSPC, other -errno. Where there is more to
  * say (which file is unsafe, why the manifest is refused), the log callback of
- * filering_writer_open_ex says it before the call returns. */
+ * filering_writer_open_ex says it before the call returns.
+ *
+ * The writer reuses the files of segments it removes for new segments (docs/FORMAT.md,
+ * "Reusing a segment file"): it keeps up to 2 such files under temporary names, and
+ * holds the descriptors and mappings of up to 16 sealed segments (1 GiB at most; 64 MiB
+ * on 32-bit systems) until retention removes them. A file is reused only under a write
+ * lease, which Linux grants only when no other process has it open or mapped; while the
+ * writer holds one (a few system calls of a roll), a process that opens the file makes
+ * the kernel send SIGURG to the writer's process (ignored by default). Where leases are
+ * unavailable there is no reuse. FILERING_NO_REUSE=1 in the environment (read once per
+ * process) turns reuse off: a new file for every segment. */
 int filering_writer_open(const char *dir, const filering_options *opt, filering_writer **out);
 
 /* filering_writer_open_ex is filering_writer_open with a log callback (NULL: notices are
@@ -176,7 +186,9 @@ int filering_writer_open_ex(const char *dir, const filering_options *opt, fileri
  * record through the segment's mapping and publishes it with one atomic release store.
  * Wake-up writes (one 8-byte pwrite, see "Wake-ups" below) are made at most every 0.1 to
  * 1 ms during a burst; a record after a pause of 100 us or more makes one at once.
- * Rolling to a new segment (every segment_size bytes) costs a few system calls.
+ * Rolling to a new segment (every segment_size bytes) costs a few system calls: a lease,
+ * a header and renames when a removed segment's file is reused, a new file allocated
+ * otherwise.
  *
  * Errors: FILERING_ETOOLARGE (len > filering_writer_max_payload(w); nothing changes),
  * -ENOSPC when the file system has no room for a new segment even after dropping every
@@ -221,7 +233,8 @@ int filering_writer_poll(filering_writer *w, int *timeout_ms);
 
 /* filering_writer_close seals the hot segment (a hot segment holding no record stays
  * listed, empty and unsealed, so that its number is never used again), replaces the
- * manifest and releases the ring and the writer, whatever it returns. w must not be used
+ * manifest, unlinks the files it kept for reuse and releases the ring and the writer,
+ * whatever it returns. w must not be used
  * afterwards. Returns 0 or the error of the last manifest write (-ENOSPC). NULL is a
  * no-op. */
 int filering_writer_close(filering_writer *w);
@@ -287,7 +300,10 @@ typedef struct filering_record {
  * segments opens them in windows of 64 entries of the manifest it started with, the
  * first all before reading any, each next one when the read reaches it, skipping a
  * segment removed meanwhile (a follower reports its records as lost); see
- * docs/FORMAT.md, "Reading: a consistent snapshot", step 2. */
+ * docs/FORMAT.md, "Reading: a consistent snapshot", step 2. A segment is removed, not
+ * damaged, also when its open fails with EAGAIN (the producer holds a lease on it while
+ * it reuses the file) or when it fails the checks of step 3 while its name no longer
+ * names the file opened (reused after the name was looked up). */
 int filering_reader_open(const char *dir, int flags, const filering_selection *sel,
                          filering_reader **out);
 

@@ -186,19 +186,30 @@ static int append_n(filering_writer *w, int n)
 
 /* snapshot reads the ring at dir with sel and checks that every record holds its own
  * sequence number as text; it returns how many records it read, the first and the last
- * sequence, and the number of errors. */
+ * sequence, the number of errors, of records that are wrong or out of order (bad) and of
+ * jumps in sequence numbers (gaps). */
 struct snapres {
 	uint64_t n, first, last;
-	int errors, bad;
+	int errors, bad, gaps;
 	int last_err;
 };
 
-static struct snapres snapshot(const char *dir, const filering_selection *sel)
+/* dec_ok reports whether rec holds its own sequence number as text (append_n). */
+static int dec_ok(const filering_record *rec)
+{
+	char b[32];
+
+	snprintf(b, sizeof b, "%llu", (unsigned long long)rec->seq);
+	return rec->len == strlen(b) && memcmp(rec->data, b, rec->len) == 0;
+}
+
+/* snapshot_check is snapshot with ok saying whether a record is right. */
+static struct snapres snapshot_check(const char *dir, const filering_selection *sel,
+                                     int (*ok)(const filering_record *))
 {
 	struct snapres s;
 	filering_reader *r;
 	filering_record rec;
-	char b[32];
 	int rc;
 
 	memset(&s, 0, sizeof s);
@@ -213,9 +224,10 @@ static struct snapres snapshot(const char *dir, const filering_selection *sel)
 			s.last_err = rc;
 			continue;
 		}
-		snprintf(b, sizeof b, "%llu", (unsigned long long)rec.seq);
-		if (rec.len != strlen(b) || memcmp(rec.data, b, rec.len) != 0)
+		if (!ok(&rec) || (s.n && rec.seq <= s.last))
 			s.bad++;
+		if (s.n && rec.seq > s.last + 1)
+			s.gaps++;
 		if (!s.n)
 			s.first = rec.seq;
 		s.last = rec.seq;
@@ -224,6 +236,13 @@ static struct snapres snapshot(const char *dir, const filering_selection *sel)
 	filering_reader_close(r);
 	return s;
 }
+
+static struct snapres snapshot(const char *dir, const filering_selection *sel)
+{
+	return snapshot_check(dir, sel, dec_ok);
+}
+
+static int count_names(const char *dir, const char *suffix, int dot);
 
 /* ---- basics ------------------------------------------------------------------------------- */
 
@@ -279,14 +298,17 @@ static void test_crc(void)
 	/* The hardware paths, where there is one, agree with the tables at every length and
 	 * alignment. */
 	{
-		unsigned char b[1100];
+		static unsigned char b[5000];
 		size_t len, off, i;
 		uint32_t hw, sw;
 		int had = crc_hw;
 		for (i = 0; i < sizeof b; i++)
 			b[i] = (unsigned char)(i * 131 + (i >> 3));
-		for (off = 0; off < 9; off++)
-			for (len = 0; len + off <= sizeof b; len += len < 200 ? 1 : 37) {
+		/* Every length to 1100 (with PCLMULQDQ: every number of 16-byte blocks alone and
+		 * after any number of 64-byte steps, each with every tail of bytes), then lengths
+		 * on to 5000, at every alignment. */
+		for (off = 0; had && off < 9; off++)
+			for (len = 0; len + off <= sizeof b; len += len < 1100 ? 1 : 37) {
 				crc_hw = had;
 				hw = filering_crc32(0x12345678u, b + off, len);
 				crc_hw = 0;
@@ -954,8 +976,11 @@ static void test_writer_full_fs(void)
 	filering_options o = small_opts(16384, 8);
 	filering_writer *w;
 	struct snapres s;
+	struct stat st;
+	ino_t inos[512];
 	char chunk[4096];
-	int i, r = 0, fd, timeout;
+	int i, r = 0, fd, timeout, reused = 0;
+	size_t k, nino = 0;
 
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=96k") != 0) {
 		printf("skip %s: cannot mount a tmpfs here (%s)\n", cur_test, strerror(errno));
@@ -965,18 +990,29 @@ static void test_writer_full_fs(void)
 	logbuf[0] = 0;
 	CHECK_EQ(filering_writer_open_ex(dir, &o, tlog, NULL, NULL, &w), 0);
 	for (i = 0; i < 20000 && r == 0; i++) {
+		uint64_t hot = w->hot.num;
 		r = append_n(w, 1);
 		if (i % 1000 == 0)
 			filering_writer_poll(w, &timeout); /* spare segments too */
+		if (w->hot.num != hot && fstat(w->hot.fd, &st) == 0) {
+			/* A dropped segment's file serves the next segment: it needs no room. */
+			for (k = 0; k < nino && inos[k] != st.st_ino; k++)
+				;
+			reused += k < nino;
+			if (nino < sizeof inos / sizeof inos[0])
+				inos[nino++] = st.st_ino;
+		}
 	}
 	CHECK_EQ(r, 0);
 	CHECK(filering_writer_lost(w) > 0);
 	CHECK(strstr(logbuf, "file system full: dropped segment") != NULL);
+	CHECK(reused > 10);
 	s = snapshot(dir, NULL);
 	CHECK_EQ(s.errors, 0);
 	CHECK_EQ(s.bad, 0);
 	CHECK_EQ(s.last, filering_writer_next_seq(w) - 1);
 	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(count_names(dir, "", 1), 0); /* no file kept for reuse is left */
 	rm_rf(dir);
 	/* A segment larger than the room left: once the hot segment is full, appends fail
 	 * and change nothing; the writer stays usable and goes on once room frees. */
@@ -1584,6 +1620,22 @@ static int count_names(const char *dir, const char *suffix, int dot)
 	return c;
 }
 
+/* count_containing counts the names in dir that contain part. */
+static int count_containing(const char *dir, const char *part)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int c = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (strstr(de->d_name, part))
+			c++;
+	closedir(d);
+	return c;
+}
+
 /* expect_index checks DIR/N.idx against DIR/N.seg as the writer must make it: its size,
  * its header, and every entry k: the offset and index of the first record at or after
  * k * 65536, or 0 where no record is. Returns 1 when it matches. */
@@ -1807,8 +1859,11 @@ static void test_index_retention(void)
 	for (i = 0; i < m.n; i++)
 		CHECK(expect_index(dir, m.e[i].num, TEST_MIB));
 	/* The files of removed segments' indexes serve the new ones: the writer holds
-	 * one free (the last removed), under a temporary name, and none once closed. */
-	CHECK_EQ(count_names(dir, "", 1), 1);
+	 * one free (the last removed), under a temporary name, and none once closed; and
+	 * so it does with the last removed segment's file, kept for reuse. */
+	CHECK_EQ(count_containing(dir, ".idx-free-"), 1);
+	CHECK_EQ(count_containing(dir, ".seg.free-"), 1);
+	CHECK_EQ(count_names(dir, "", 1), 2);
 	manifest_free(&m);
 	CHECK_EQ(filering_writer_close(w), 0);
 	CHECK_EQ(count_names(dir, "", 1), 0);
@@ -2332,6 +2387,1003 @@ static void test_index_recovery(void)
 	free(out.seqs);
 }
 
+/* ---- reusing segment files (docs/FORMAT.md, "Reusing a segment file") -------------------- */
+
+/* var_payload writes the payload of record seq of the reuse tests into buf (300 bytes):
+ * its number in decimal, then 0 to 240 bytes of a letter, both chosen by seq, so that
+ * segments written at different times lay their records out differently and a reused
+ * file holds old records at offsets the new ones do not start at. Returns its length. */
+static size_t var_payload(uint64_t seq, unsigned char *buf)
+{
+	int k = snprintf((char *)buf, 32, "%llu", (unsigned long long)seq);
+	size_t len = (size_t)k + (size_t)(seq * 7919 % 241);
+
+	memset(buf + k, 'a' + (int)(seq % 26), len - (size_t)k);
+	return len;
+}
+
+static int var_ok(const filering_record *rec)
+{
+	unsigned char want[300];
+	size_t n = var_payload(rec->seq, want);
+
+	return rec->len == n && memcmp(rec->data, want, n) == 0;
+}
+
+/* An inolog notes the inode of every segment's file when the segment becomes hot. On
+ * tmpfs an inode number is not given to a new file again, so an equal number is the same
+ * file. */
+#define INOLOG_MAX 2048
+struct inolog {
+	uint64_t num[INOLOG_MAX];
+	ino_t ino[INOLOG_MAX];
+	size_t n;
+};
+
+static void note_hot(filering_writer *w, struct inolog *l)
+{
+	struct stat st;
+
+	if (!w->have_hot || (l->n && l->num[l->n - 1] == w->hot.num) || l->n == INOLOG_MAX)
+		return;
+	if (fstat(w->hot.fd, &st) == 0) {
+		l->num[l->n] = w->hot.num;
+		l->ino[l->n] = st.st_ino;
+		l->n++;
+	}
+}
+
+/* reused counts the segments of l whose file was an earlier segment's. */
+static int reused(const struct inolog *l)
+{
+	size_t i, j;
+	int c = 0;
+
+	for (i = 1; i < l->n; i++)
+		for (j = 0; j < i; j++)
+			if (l->ino[j] == l->ino[i]) {
+				c++;
+				break;
+			}
+	return c;
+}
+
+/* ino_after reports whether ino is the file of a segment of l numbered above num. */
+static int ino_after(const struct inolog *l, ino_t ino, uint64_t num)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (l->num[i] > num && l->ino[i] == ino)
+			return 1;
+	return 0;
+}
+
+/* nonzero_next counts the appends after which the 8 bytes where the hot segment's next
+ * record goes were not zero (docs/FORMAT.md, "Segment files"). */
+static int nonzero_next;
+
+/* append_var appends n records of var_payload, calling poll after every poll_every
+ * records (0: never) and noting every new hot segment in l. After each append it checks
+ * that the word where the next record goes is zero (nonzero_next). */
+static int append_var(filering_writer *w, int n, int poll_every, struct inolog *l)
+{
+	unsigned char b[300];
+	int i, r;
+
+	note_hot(w, l);
+	for (i = 0; i < n; i++) {
+		if ((r = filering_append(w, b, var_payload(filering_writer_next_seq(w), b), NULL)) != 0)
+			return r;
+		if (w->hot.off + 8 <= w->segment_size && ld64(w->hot.b + w->hot.off) != 0)
+			nonzero_next++;
+		note_hot(w, l);
+		if (poll_every && i % poll_every == poll_every - 1)
+			filering_writer_poll(w, NULL);
+	}
+	return 0;
+}
+
+/* What drain read from a follower. */
+struct drained {
+	uint64_t records, first, last, lost;
+	int losses, errors, bad;
+	const char *kind; /* of the last error */
+};
+
+/* drain reads from a follower what it has now (until it has nothing within wait_ms),
+ * checking records with ok, in order, and adding up the records reported lost. */
+static void drain(filering_reader *r, int wait_ms, int (*ok)(const filering_record *), struct drained *d)
+{
+	filering_record rec;
+	uint64_t a, b;
+	long k;
+	int rc;
+
+	for (k = 0; k < 10000000 && (rc = filering_reader_next(r, &rec, wait_ms)) != 0; k++) {
+		if (rc == FILERING_RECORD) {
+			if (!ok(&rec) || (d->last && rec.seq <= d->last))
+				d->bad++;
+			if (!d->records)
+				d->first = rec.seq;
+			d->last = rec.seq;
+			d->records++;
+		} else if (rc == FILERING_LOSS) {
+			filering_reader_loss(r, &a, &b);
+			d->losses++;
+			d->lost += b - a + 1;
+		} else {
+			d->errors++;
+			d->kind = filering_reader_error_kind(r);
+			if (!filering_is_damage(rc))
+				break;
+		}
+	}
+}
+
+/* seg_end returns where the records of the segment file at b (size bytes) end: the end of
+ * the last valid one, as recovery finds it. */
+static uint64_t seg_end(const unsigned char *b, uint64_t size)
+{
+	struct scanner sc;
+
+	memset(&sc, 0, sizeof sc);
+	scan_init(&sc, b, size, ld64(b + 32));
+	scan_valid(&sc);
+	free(sc.buf);
+	return sc.off;
+}
+
+/* old_record_after reports whether the segment file of ring dir numbered num holds, past
+ * the end of its records, a whole old record (size and CRC right) whose sequence number
+ * is below the segment's first: a record of the file's use for an earlier segment. */
+static int old_record_after(const char *dir, uint64_t num)
+{
+	char path[400];
+	size_t n = 0;
+	unsigned char *b = read_whole(file_in(path, sizeof path, dir, num, ".seg"), &n);
+	uint64_t o, w, first;
+	uint32_t size;
+	int found = 0;
+
+	if (!b || n < HDR) {
+		free(b);
+		return 0;
+	}
+	first = ld64(b + 32);
+	for (o = seg_end(b, n); o + RECHDR <= n && !found; o += 8) {
+		w = ld64(b + o);
+		size = (uint32_t)w;
+		found = size >= RECHDR && o + align8(size) <= n &&
+		        filering_crc32(0, b + o + 8, size - 8) == (uint32_t)(w >> 32) && ld64(b + o + 8) < first;
+	}
+	free(b);
+	return found;
+}
+
+/* test_reuse_happens: with a ring of 3 segments of 64 KiB rolled some 20 times, removed
+ * segments' files come back under later segments' names, the writer keeps at most
+ * KEEP_MAX of them, and readers read every record right with no damage reported: a
+ * follower that keeps up as the ring rolls, snapshots, and sealed and hot segments whose
+ * files hold old records past their end. */
+static void test_reuse_happens(void)
+{
+	static struct inolog l;
+	char *dir = ring_in();
+	filering_options o = small_opts(65536, 3);
+	filering_selection sel;
+	filering_writer *w;
+	filering_reader *f;
+	struct drained d;
+	struct snapres s;
+	struct manifest m;
+	uint64_t total;
+	int round;
+
+	memset(&l, 0, sizeof l);
+	memset(&d, 0, sizeof d);
+	nonzero_next = 0;
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, NULL, &f), 0);
+	for (round = 0; round < 20; round++) {
+		/* About 150 bytes a record: some 400 a segment. */
+		CHECK_EQ(append_var(w, 500, 100, &l), 0);
+		CHECK(w->nkept <= KEEP_MAX);
+		drain(f, 0, var_ok, &d);
+	}
+	CHECK(reused(&l) >= 10);
+	/* The hot segment stops in its middle: past its records, its file holds the old
+	 * segment's. Then it is sealed there by close. */
+	CHECK_EQ(append_var(w, 200, 0, &l), 0);
+	total = filering_writer_next_seq(w) - 1;
+	CHECK(old_record_after(dir, w->hot.num));
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK_EQ(s.last, total);
+	CHECK(s.n > 800);
+	drain(f, 0, var_ok, &d);
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(count_containing(dir, ".free-"), 0);
+	/* Every record reached the follower or was reported lost, exactly. */
+	drain(f, 100, var_ok, &d);
+	CHECK_EQ(d.errors + d.bad, 0);
+	CHECK_EQ(d.first, 1);
+	CHECK_EQ(d.last, total);
+	CHECK_EQ(d.records + d.lost, total);
+	filering_reader_close(f);
+	load_manifest(dir, &m);
+	CHECK_EQ(m.n, 3);
+	CHECK(m.n == 3 && m.e[2].sealed && old_record_after(dir, m.e[2].num)); /* sealed by close */
+	manifest_free(&m);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK_EQ(s.last, total);
+	memset(&sel, 0, sizeof sel);
+	sel.last = 300;
+	s = snapshot_check(dir, &sel, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK_EQ(s.n, 300);
+	CHECK_EQ(s.last, total);
+	/* A producer opened again goes on; the files it removes come back too. */
+	memset(&l, 0, sizeof l);
+	CHECK_EQ(filering_writer_open(dir, NULL, &w), 0);
+	CHECK_EQ(append_var(w, 2000, 0, &l), 0);
+	CHECK(reused(&l) >= 1);
+	CHECK_EQ(nonzero_next, 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK_EQ(s.last, total + 2000);
+}
+
+/* test_reuse_seal_after: a roll made by poll (seal_after) leaves a new hot segment with
+ * no record, in a reused file: the word where its first record goes is zero already (a
+ * spinning follower watches it), not the old record the file held there. */
+static void test_reuse_seal_after(void)
+{
+	static struct inolog l;
+	char *dir = ring_in();
+	filering_options o = small_opts(65536, 3);
+	struct timespec pause = {0, 3000000};
+	filering_writer *w;
+	struct snapres s;
+	int i, empty = 0, bad = 0;
+
+	memset(&l, 0, sizeof l);
+	o.seal_after_ns = 2000000;
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	for (i = 0; i < 12; i++) {
+		CHECK_EQ(append_var(w, 300, 0, &l), 0);
+		nanosleep(&pause, NULL);
+		CHECK_EQ(filering_writer_poll(w, NULL), 0);
+		note_hot(w, &l);
+		if (w->hot.count == 0) {
+			empty++;
+			bad += ld64(w->hot.b + HDR) != 0;
+		}
+	}
+	CHECK(empty >= 10);
+	CHECK_EQ(bad, 0);
+	CHECK(reused(&l) >= 8);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK(s.n >= 600);
+}
+
+/* held_num reports whether the writer holds the file of sealed segment num. */
+static int held_num(const filering_writer *w, uint64_t num)
+{
+	size_t i;
+
+	for (i = 0; i < w->nheld; i++)
+		if (w->held[i].num == num)
+			return 1;
+	return 0;
+}
+
+/* test_reuse_taken: the writer holds the files of sealed segments (descriptor and
+ * mapping) to keep them for reuse; one that a taker claims and removes is released at
+ * the next roll, so that its memory goes back at once, and retention later finds its name
+ * gone and keeps nothing. */
+static void test_reuse_taken(void)
+{
+	static struct inolog l;
+	char *dir = ring_in(), path[400], to[400];
+	filering_options o = small_opts(65536, 4);
+	filering_writer *w;
+	struct snapres s;
+
+	memset(&l, 0, sizeof l);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	while (w->hot.num < 3)
+		CHECK_EQ(append_var(w, 1, 0, &l), 0);
+	CHECK(held_num(w, 1) && held_num(w, 2));
+	/* A taker takes segment 1 and is done with it. */
+	CHECK_EQ(rename(file_in(path, sizeof path, dir, 1, ".seg"), file_in(to, sizeof to, dir, 1, ".taken")), 0);
+	CHECK_EQ(unlink(to), 0);
+	while (w->hot.num < 4)
+		CHECK_EQ(append_var(w, 1, 0, &l), 0);
+	CHECK(!held_num(w, 1));
+	CHECK(held_num(w, 2) && held_num(w, 3));
+	/* Retention drops 1 (nothing to keep), then 2 (kept, then reused). */
+	while (w->hot.num < 7)
+		CHECK_EQ(append_var(w, 1, 0, &l), 0);
+	CHECK(reused(&l) >= 1);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK(s.n > 0);
+}
+
+/* test_reuse_replaced: the writer holds sealed segment 1's file; a taker claims it
+ * (N.taken, and dies there) and another file appears as N.seg (a copy, made by someone
+ * who may write the ring). When retention removes segment 1, the writer keeps neither:
+ * the name no longer names the file it holds, which it must not write into (it is the
+ * taker's), and the other file goes. Every later segment is written where readers find
+ * it. */
+static void test_reuse_replaced(void)
+{
+	static struct inolog l;
+	char *dir = ring_in(), path[400], taken[400], copy[400];
+	filering_options o = small_opts(65536, 3);
+	filering_writer *w;
+	struct snapres s;
+	struct stat st, tk;
+	unsigned char *b, *after;
+	size_t n, n2;
+
+	memset(&l, 0, sizeof l);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	while (w->hot.num < 2)
+		CHECK_EQ(append_var(w, 1, 0, &l), 0);
+	CHECK(held_num(w, 1));
+	b = read_whole(file_in(path, sizeof path, dir, 1, ".seg"), &n);
+	CHECK_EQ(rename(path, file_in(taken, sizeof taken, dir, 1, ".taken")), 0);
+	snprintf(copy, sizeof copy, "%s/copy", dir);
+	CHECK(b && write_whole(copy, b, n) == 0 && chmod(copy, 0640) == 0 && stat(copy, &st) == 0);
+	CHECK_EQ(rename(copy, path), 0);
+	CHECK_EQ(append_var(w, 5000, 0, &l), 0); /* some 11 rolls */
+	CHECK(reused(&l) >= 5);
+	CHECK(!ino_after(&l, st.st_ino, 0));
+	/* The taker's file is as the taker left it. */
+	after = read_whole(taken, &n2);
+	CHECK(b && after && n2 == n && memcmp(after, b, n) == 0);
+	CHECK(stat(taken, &tk) == 0 && !ino_after(&l, tk.st_ino, 1));
+	free(b);
+	free(after);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK_EQ(s.last, filering_writer_next_seq(w) - 1);
+	CHECK(s.n > 800);
+	CHECK_EQ(filering_writer_close(w), 0);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+}
+
+/* test_reuse_held: a file another open file description holds (a descriptor, or a
+ * mapping whose descriptor is closed) is never reused: the lease is refused, the file is
+ * unlinked, its inode never comes back, and the holder reads the old segment's records,
+ * unchanged. The other files are reused all the same. */
+static void test_reuse_held(void)
+{
+	static const char *const how[] = {"descriptor", "mapping"};
+	static struct inolog l;
+	unsigned char *copy, *p = NULL, *now;
+	char *dir, path[400];
+	filering_options o = small_opts(65536, 3);
+	filering_writer *w;
+	struct snapres s;
+	struct scanner sc;
+	struct stat st;
+	struct dirent *de;
+	DIR *dp;
+	size_t n, k;
+	int fd, named, recs;
+
+	for (k = 0; k < sizeof how / sizeof how[0]; k++) {
+		memset(&l, 0, sizeof l);
+		dir = ring_in();
+		CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+		if (test_failures)
+			return;
+		while (w->hot.num < 2 && append_var(w, 1, 0, &l) == 0)
+			;
+		fd = open(file_in(path, sizeof path, dir, 1, ".seg"), O_RDONLY | O_CLOEXEC);
+		CHECK(fd >= 0 && fstat(fd, &st) == 0);
+		copy = read_whole(path, &n);
+		CHECK(copy && n == 65536);
+		if (k == 1) {
+			p = (unsigned char *)mmap(NULL, 65536, PROT_READ, MAP_SHARED, fd, 0);
+			CHECK(p != MAP_FAILED);
+			close(fd);
+			fd = -1;
+		}
+		CHECK_EQ(append_var(w, 10000, 50, &l), 0); /* some 25 rolls */
+		if (reused(&l) < 5 || ino_after(&l, st.st_ino, 1))
+			fprintf(stderr, "%s: held by a %s: %d segments reused\n", cur_test, how[k], reused(&l));
+		CHECK(reused(&l) >= 5);
+		CHECK(!ino_after(&l, st.st_ino, 1));
+		/* Given back, not kept: no name is left for it. */
+		named = 0;
+		if ((dp = opendir(dir)) != NULL) {
+			while ((de = readdir(dp)) != NULL)
+				named += de->d_ino == st.st_ino;
+			closedir(dp);
+		}
+		CHECK_EQ(named, 0);
+		/* The holder's bytes are the old segment's records. */
+		now = (unsigned char *)malloc(65536);
+		if (k == 0)
+			CHECK(pread(fd, now, 65536, 0) == 65536);
+		else if (p != MAP_FAILED)
+			memcpy(now, p, 65536);
+		CHECK(copy && memcmp(now, copy, 65536) == 0);
+		memset(&sc, 0, sizeof sc);
+		scan_init(&sc, now, 65536, 1);
+		for (recs = 0; scan_next(&sc, SCAN_DELIVER) == 1; recs++) {
+			filering_record rec;
+			rec.seq = sc.seq;
+			rec.data = sc.data;
+			rec.len = sc.len;
+			if (!var_ok(&rec))
+				break;
+		}
+		CHECK(sc.done && !sc.err && recs > 300);
+		free(sc.buf);
+		free(now);
+		free(copy);
+		if (k == 0)
+			close(fd);
+		else if (p != MAP_FAILED)
+			munmap(p, 65536);
+		CHECK_EQ(filering_writer_close(w), 0);
+		s = snapshot_check(dir, NULL, var_ok);
+		CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+		CHECK(s.n > 0);
+	}
+}
+
+/* The ways segment files are not reused, for test_reuse_off. */
+static int hook_calls, hook_blocked;
+
+/* break_lease plays a reader that opens a kept file while the writer holds its lease: the
+ * open, non-blocking, fails with EWOULDBLOCK and breaks the lease, so the writer's check
+ * finds it no longer held. */
+static void break_lease(filering_writer *w, const struct kept *k)
+{
+	int fd = openat(w->dirfd, k->tmp, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	hook_calls++;
+	if (fd < 0 && errno == EWOULDBLOCK)
+		hook_blocked++;
+	if (fd >= 0)
+		close(fd);
+}
+
+/* no_reuse_run writes a ring of 3 segments of 64 KiB, rolling some 25 times, and checks
+ * that no file comes back under another name, that no file is kept when arg is not NULL
+ * (*(int *)arg set), and that every record reads right. */
+static void no_reuse_run(void *arg)
+{
+	static struct inolog l;
+	char *dir = ring_in();
+	filering_options o = small_opts(65536, 3);
+	filering_writer *w;
+	struct snapres s;
+	int i;
+
+	memset(&l, 0, sizeof l);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	for (i = 0; i < 25; i++) {
+		CHECK_EQ(append_var(w, 400, 0, &l), 0);
+		if (arg)
+			CHECK_EQ(count_containing(dir, ".free-"), 0);
+	}
+	CHECK(l.n > 20);
+	CHECK_EQ(reused(&l), 0);
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(count_containing(dir, ".free-"), 0);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK(s.n > 800);
+}
+
+/* no_reuse_env runs no_reuse_run as a new process does with FILERING_NO_REUSE=1. */
+static void no_reuse_env(void *arg)
+{
+	(void)arg;
+	reuse_state = 0;
+	setenv("FILERING_NO_REUSE", "1", 1);
+	no_reuse_run(&reuse_state);
+}
+
+/* test_reuse_off: new files for every segment with FILERING_NO_REUSE=1 (read in a child
+ * process, as the switch is read once), and when the lease is broken before its check. */
+static void test_reuse_off(void)
+{
+	struct rlimit rl;
+
+	CHECK(reuse_on());
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	CHECK(in_child(rl.rlim_cur, no_reuse_env, NULL));
+	CHECK(reuse_on());
+	hook_calls = hook_blocked = 0;
+	reuse_hook = break_lease;
+	no_reuse_run(NULL);
+	reuse_hook = NULL;
+	CHECK(hook_calls > 15);
+	CHECK_EQ(hook_blocked, hook_calls);
+}
+
+/* test_reuse_close: retention lowered at open drops many segments at once: the writer
+ * keeps KEEP_MAX of their files, unlinks the others, reuses the kept ones for the next
+ * segments, and leaves no kept file behind at close. */
+static void test_reuse_close(void)
+{
+	static struct inolog l;
+	char *dir = ring_in();
+	filering_options o = small_opts(65536, 8);
+	filering_writer *w;
+	struct snapres s;
+	struct dirent *de;
+	ino_t kept[KEEP_MAX + 1];
+	DIR *dp;
+	size_t nk = 0, i;
+	int found = 0;
+
+	memset(&l, 0, sizeof l);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	while (w->hot.num < 10) /* 2 segments removed: the first one's file reused, the second's kept */
+		CHECK_EQ(append_var(w, 1, 0, &l), 0);
+	CHECK_EQ(w->nkept, 1);
+	CHECK_EQ(reused(&l), 1);
+	CHECK_EQ(count_containing(dir, ".seg.free-"), 1);
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(count_names(dir, "", 1), 0);
+	o = small_opts(0, 3);
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	CHECK_EQ(w->nkept, KEEP_MAX);
+	CHECK_EQ(count_containing(dir, ".seg.free-"), KEEP_MAX);
+	CHECK_EQ(count_names(dir, ".seg", 0), 3);
+	if ((dp = opendir(dir)) != NULL) {
+		while ((de = readdir(dp)) != NULL)
+			if (strstr(de->d_name, ".seg.free-") && nk <= KEEP_MAX)
+				kept[nk++] = de->d_ino;
+		closedir(dp);
+	}
+	memset(&l, 0, sizeof l);
+	CHECK_EQ(append_var(w, 1000, 0, &l), 0); /* two rolls or more */
+	CHECK(l.n >= 3);
+	for (i = 0; i < nk; i++)
+		found += ino_after(&l, kept[i], 0);
+	CHECK_EQ(found, KEEP_MAX);
+	CHECK_EQ(filering_writer_close(w), 0);
+	CHECK_EQ(count_names(dir, "", 1), 0);
+	s = snapshot_check(dir, NULL, var_ok);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+}
+
+/* test_reuse_recovery: a producer killed while its hot segment is a reused file, whose
+ * bytes past the last record hold old records of lower sequence numbers. Recovery seals
+ * it at its last record and the sequence goes on; readers read every record. The crash
+ * state is made by hand from a real one: old records (valid, of an older segment) copied
+ * right after the last record, or after a zero word, or copied torn. */
+static void test_reuse_recovery(void)
+{
+	static const struct {
+		const char *name;
+		uint64_t at;  /* where the old records go, from the end of the last record */
+		int torn;     /* a byte of the first one changed */
+	} cases[] = {
+		{"old record after the last", 0, 0},
+		{"zero word, then old records", 8, 0},
+		{"torn old record after the last", 0, 1},
+	};
+	const int n = 14000; /* 32 bytes a record: some 7 segments, the last ones reused */
+	filering_options o = small_opts(65536, 3);
+	unsigned char *hot, *old;
+	char *dir, path[400], opath[400];
+	filering_writer *w;
+	struct snapres s;
+	struct manifest m;
+	uint64_t end, hn, len;
+	size_t i, hs, os;
+	int fd;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		dir = ring_in();
+		CHECK(waitkilled(crash_child(dir, &o, n)));
+		load_manifest(dir, &m);
+		CHECK(m.n == 3 && !m.e[2].sealed && m.e[2].num >= 5);
+		if (m.n != 3) {
+			manifest_free(&m);
+			return;
+		}
+		hn = m.e[2].num;
+		hot = read_whole(file_in(path, sizeof path, dir, hn, ".seg"), &hs);
+		old = read_whole(file_in(opath, sizeof opath, dir, m.e[0].num, ".seg"), &os);
+		CHECK(hot && old && hs == 65536 && os == 65536);
+		if (!hot || !old || hs != 65536 || os != 65536) {
+			free(hot);
+			free(old);
+			manifest_free(&m);
+			return;
+		}
+		end = seg_end(hot, hs);
+		CHECK_EQ(ld64(hot + end), 0); /* the word after the last record is zero */
+		len = 2048;
+		if (end + cases[i].at + len > hs)
+			len = hs - end - cases[i].at;
+		memcpy(hot + end + cases[i].at, old + HDR, (size_t)len);
+		if (cases[i].torn)
+			hot[end + cases[i].at + 30] ^= 0x40;
+		fd = open(path, O_WRONLY);
+		CHECK(fd >= 0 && pwrite(fd, hot + end, (size_t)(cases[i].at + len), (off_t)end) == (ssize_t)(cases[i].at + len));
+		close(fd);
+		CHECK_EQ(seg_end(hot, hs), end);
+		logbuf[0] = 0;
+		CHECK_EQ(filering_writer_open_ex(dir, NULL, tlog, NULL, NULL, &w), 0);
+		if (test_failures) {
+			fprintf(stderr, "%s: %s\n", cur_test, cases[i].name);
+			free(hot);
+			free(old);
+			manifest_free(&m);
+			return;
+		}
+		CHECK_EQ(filering_writer_next_seq(w), (uint64_t)n + 1);
+		CHECK(strstr(logbuf, "after an unclean stop") != NULL);
+		CHECK_EQ(append_n(w, 10), 0);
+		CHECK_EQ(filering_writer_close(w), 0);
+		free(hot);
+		hot = read_whole(path, &hs);
+		CHECK(hot && ld64(hot + OFF_SEALED) == 1 && ld64(hot + OFF_COMMITTED) == end);
+		s = snapshot(dir, NULL);
+		CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+		CHECK_EQ(s.last, (uint64_t)n + 10);
+		if (test_failures)
+			fprintf(stderr, "%s: %s\n", cur_test, cases[i].name);
+		free(hot);
+		free(old);
+		manifest_free(&m);
+	}
+}
+
+/* test_reuse_concurrent: a producer in another process writes a small ring at full speed
+ * for a second, reusing files, while this one reads it with snapshots and a follower:
+ * no damage is ever reported, every record read is right, and the follower gets every
+ * record or reports it lost. */
+static void test_reuse_concurrent(void)
+{
+	static struct inolog l;
+	char *dir = ring_in(), path[400];
+	filering_options o = small_opts(65536, 3);
+	filering_selection sel;
+	filering_reader *f = NULL;
+	filering_writer *w;
+	struct drained d;
+	struct snapres s;
+	int64_t until;
+	int st = 0, snaps = 0, snap_errors = 0, snap_bad = 0;
+	pid_t pid;
+
+	memset(&d, 0, sizeof d);
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == 0) {
+		struct timespec pause = {0, 20000};
+		int k;
+		memset(&l, 0, sizeof l);
+		if (filering_writer_open(dir, &o, &w) != 0)
+			_exit(3);
+		until = mono_ns() + 1000000000ll;
+		for (k = 0; mono_ns() < until; k++) {
+			if (append_var(w, 100, 64, &l) != 0)
+				_exit(4);
+			if (k % 4 == 0)
+				nanosleep(&pause, NULL);
+		}
+		filering_writer_close(w);
+		_exit(reused(&l) > 0 ? 0 : 5);
+	}
+	CHECK(pid > 0);
+	snprintf(path, sizeof path, "%s/manifest", dir);
+	until = mono_ns() + 5000000000ll;
+	while (access(path, F_OK) != 0 && mono_ns() < until)
+		usleep(1000);
+	memset(&sel, 0, sizeof sel);
+	sel.from = 1; /* records overwritten before its first read are reported lost too */
+	CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, &sel, &f), 0);
+	while (f && waitpid(pid, &st, WNOHANG) == 0) {
+		s = snapshot_check(dir, NULL, var_ok);
+		snaps++;
+		snap_errors += s.errors;
+		snap_bad += s.bad;
+		drain(f, 0, var_ok, &d);
+	}
+	if (!f)
+		waitpid(pid, &st, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(snaps > 10);
+	CHECK_EQ(snap_errors, 0);
+	CHECK_EQ(snap_bad, 0);
+	if (f) {
+		drain(f, 200, var_ok, &d);
+		s = snapshot_check(dir, NULL, var_ok);
+		CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+		CHECK_EQ(d.errors + d.bad, 0);
+		CHECK_EQ(d.last, s.last);
+		CHECK_EQ(d.records + d.lost, s.last);
+		CHECK(d.records > 1000);
+		filering_reader_close(f);
+	}
+}
+
+/* ---- readers and reused files: missing, not damaged ----------------------------------------- */
+
+/* The hook of test_reader_moved: when the reader opens hook_name, it plays the producer
+ * reusing that file for another segment (the reader looked the name up before the file
+ * was renamed away): the file gets segment 9's header, hot, and then the name is gone
+ * (hook_how 0), names another file (1), or still names it (2: damage). */
+static const char *hook_name;
+static int hook_how, hook_fired;
+
+static void reuse_under_reader(int dirfd, const char *name, int fd)
+{
+	unsigned char hdr[HDR];
+	int wfd;
+
+	(void)fd;
+	if (!hook_name || strcmp(name, hook_name) != 0 || hook_fired)
+		return;
+	hook_fired = 1;
+	put_header(hdr, 16384, 9, 1000000, 0);
+	wfd = openat(dirfd, name, O_WRONLY | O_CLOEXEC);
+	if (wfd < 0 || pwrite(wfd, hdr, HDR, 0) != HDR)
+		test_failures++;
+	if (wfd >= 0)
+		close(wfd);
+	if (hook_how == 0 && renameat(dirfd, name, dirfd, ".moved") != 0)
+		test_failures++;
+	if (hook_how == 1) {
+		wfd = openat(dirfd, ".other", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (wfd < 0 || renameat(dirfd, ".other", dirfd, name) != 0)
+			test_failures++;
+		if (wfd >= 0)
+			close(wfd);
+	}
+}
+
+/* test_reader_moved: a segment whose checks fail is missing when its name no longer
+ * names the file the reader opened (gone, or another file), and damaged when it still
+ * does, for a snapshot and for a follower moving on to it; and name_moved, the decision,
+ * on its own. */
+static void test_reader_moved(void)
+{
+	static const char *const how[] = {"name gone", "name names another file", "name still names it"};
+	filering_options o = small_opts(16384, 8);
+	char *dir, path[400], other[400];
+	filering_writer *w;
+	filering_reader *f;
+	struct snapres s;
+	struct drained d;
+	struct stat st;
+	struct manifest m;
+	uint64_t first2 = 0, last2 = 0;
+	int k, follower, dirfd, fd;
+
+	/* The decision. */
+	dir = new_dir();
+	snprintf(path, sizeof path, "%s/a", dir);
+	snprintf(other, sizeof other, "%s/b", dir);
+	CHECK_EQ(write_whole(path, "a", 1), 0);
+	CHECK_EQ(write_whole(other, "b", 1), 0);
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && fstat(fd, &st) == 0);
+	CHECK_EQ(name_moved(dirfd, "a", &st), 0);
+	CHECK_EQ(rename(other, path), 0);
+	CHECK_EQ(name_moved(dirfd, "a", &st), 1);
+	CHECK_EQ(unlink(path), 0);
+	CHECK_EQ(name_moved(dirfd, "a", &st), 1);
+	CHECK_EQ(symlink("b", path), 0);
+	CHECK_EQ(name_moved(dirfd, "a", &st), 1);
+	close(fd);
+	close(dirfd);
+
+	seg_open_hook = reuse_under_reader;
+	hook_name = "0000000000000002.seg";
+	for (follower = 0; follower < 2; follower++) {
+		for (k = 0; k < 3; k++) {
+			dir = ring_in();
+			hook_how = k;
+			hook_fired = 0;
+			memset(&d, 0, sizeof d);
+			f = NULL;
+			CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+			if (test_failures)
+				break;
+			CHECK_EQ(append_n(w, 100), 0);
+			if (follower) {
+				/* Following segment 1 while it is hot: it moves on to 2 by name. */
+				CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, NULL, &f), 0);
+				drain(f, 0, dec_ok, &d);
+				CHECK_EQ(d.records, 100);
+			}
+			while (w->hot.num < 4)
+				CHECK_EQ(append_n(w, 1), 0);
+			CHECK_EQ(filering_writer_close(w), 0);
+			load_manifest(dir, &m);
+			CHECK(m.n == 4 && m.e[1].num == 2);
+			if (m.n == 4) {
+				first2 = m.e[1].first;
+				last2 = m.e[1].last;
+			}
+			manifest_free(&m);
+			if (follower) {
+				drain(f, 100, dec_ok, &d);
+				filering_reader_close(f);
+				CHECK(hook_fired);
+				CHECK_EQ(d.bad, 0);
+				CHECK_EQ(d.errors, k == 2);
+				if (k == 2)
+					CHECK_STR(d.kind, "header");
+				/* Segment 2's records are lost, either way; the follower goes on. */
+				CHECK_EQ(d.losses, 1);
+				CHECK_EQ(d.lost, last2 - first2 + 1);
+				CHECK_EQ(d.records + d.lost, d.last);
+				CHECK(d.last > last2);
+			} else {
+				s = snapshot(dir, NULL);
+				CHECK(hook_fired);
+				CHECK_EQ(s.bad, 0);
+				CHECK_EQ(s.errors, k == 2);
+				if (k == 2)
+					CHECK_EQ(s.last_err, FILERING_EHEADER);
+				CHECK_EQ(s.gaps, 1);
+				CHECK_EQ(s.n, s.last - (last2 - first2 + 1));
+			}
+			if (test_failures) {
+				fprintf(stderr, "%s: %s, %s\n", cur_test, follower ? "follower" : "snapshot", how[k]);
+				break;
+			}
+		}
+	}
+	seg_open_hook = NULL;
+	hook_name = NULL;
+}
+
+/* test_reader_eagain: an open that fails with EWOULDBLOCK, as while the producer holds a
+ * lease on a file it reuses, is a missing segment, for the segment opener itself, a
+ * snapshot (all, and the last N across it), and a follower, which reports its records
+ * lost. This process plays the producer: it takes the write lease on a sealed segment. */
+static void test_reader_eagain(void)
+{
+	char *dir = ring_in(), path[400];
+	filering_options o = small_opts(16384, 8);
+	filering_selection sel;
+	filering_writer *w;
+	filering_reader *f;
+	struct snapres s;
+	struct drained d;
+	struct manifest m;
+	struct seg sg;
+	uint64_t n3 = 0, total;
+	int fd, dirfd;
+
+	CHECK_EQ(filering_writer_open(dir, &o, &w), 0);
+	if (test_failures)
+		return;
+	while (w->hot.num < 6)
+		CHECK_EQ(append_n(w, 1), 0);
+	total = filering_writer_next_seq(w) - 1;
+	CHECK_EQ(filering_writer_close(w), 0); /* it holds sealed segments' files: no lease then */
+	load_manifest(dir, &m);
+	CHECK(m.n == 6 && m.e[2].num == 3 && m.e[2].sealed);
+	if (m.n == 6)
+		n3 = m.e[2].last - m.e[2].first + 1;
+	fd = open(file_in(path, sizeof path, dir, 3, ".seg"), O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_EQ(fcntl(fd, F_SETSIG, SIGURG), 0);
+	if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0) {
+		CHECK(errno != EAGAIN); /* nobody else may hold it open */
+		printf("skip %s: no write lease here (%s)\n", cur_test, strerror(errno));
+		close(fd);
+		manifest_free(&m);
+		return;
+	}
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK_EQ(seg_open(dirfd, &m.e[2], 16384, &sg), 1);
+	CHECK_EQ(open(path, O_RDONLY | O_NONBLOCK), -1);
+	CHECK_EQ(errno, EWOULDBLOCK);
+	close(dirfd);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors + s.bad, 0);
+	CHECK_EQ(s.gaps, 1);
+	CHECK_EQ(s.n, total - n3);
+	CHECK_EQ(s.last, total);
+	memset(&sel, 0, sizeof sel);
+	sel.last = total - n3 - 20; /* across segment 3: all but the first 20 */
+	s = snapshot(dir, &sel);
+	CHECK_EQ(s.errors + s.bad, 0);
+	CHECK_EQ(s.gaps, 1);
+	CHECK_EQ(s.n, sel.last);
+	CHECK_EQ(s.first, 21);
+	memset(&d, 0, sizeof d);
+	CHECK_EQ(filering_reader_open(dir, FILERING_FOLLOW, NULL, &f), 0);
+	drain(f, 0, dec_ok, &d);
+	CHECK_EQ(d.errors + d.bad, 0);
+	CHECK_EQ(d.losses, 1);
+	CHECK_EQ(d.lost, n3);
+	CHECK_EQ(d.records + d.lost, total);
+	filering_reader_close(f);
+	/* Released: all of it again. */
+	CHECK_EQ(fcntl(fd, F_SETLEASE, F_UNLCK), 0);
+	close(fd);
+	s = snapshot(dir, NULL);
+	CHECK_EQ(s.errors + s.bad + s.gaps, 0);
+	CHECK_EQ(s.n, total);
+	manifest_free(&m);
+}
+
+/* test_write_record: a record is written in full over whatever the bytes held (a reused
+ * file holds old records): zero padding, and a zero word after it while it is inside the
+ * segment; a reader then finds every record and the end, never an old record. Payloads
+ * of every length modulo 8, and a record that ends exactly at the end of the segment. */
+static void test_write_record(void)
+{
+	const uint64_t size = 4096;
+	unsigned char *b = (unsigned char *)malloc(size), payload[400];
+	struct scanner sc;
+	uint64_t off = HDR, next, o;
+	size_t len;
+	int i, n = 0, bad = 0;
+
+	memset(b, 0xa5, size); /* old bytes everywhere */
+	put_header(b, size, 1, 1, 0);
+	memset(payload, 'p', sizeof payload);
+	for (i = 0;; i++) {
+		len = (size_t)(i * 13 % 67);
+		if (off + align8(RECHDR + len) > size - 200)
+			break;
+		next = write_record(b, size, off, 1 + (uint64_t)i, 5, payload, len);
+		CHECK_EQ(next, off + align8(RECHDR + len));
+		for (o = off + RECHDR + len; o < next; o++)
+			bad += b[o] != 0; /* padding */
+		bad += ld64(b + next) != 0;
+		bad += b[next + 8] != 0xa5; /* nothing written beyond */
+		off = next;
+		n++;
+	}
+	CHECK_EQ(bad, 0);
+	/* The last record fills the segment: no word after it to zero, nothing written past
+	 * the end (the buffer is exactly the segment: the sanitizers see to it). */
+	len = (size_t)(size - off - RECHDR);
+	CHECK(len <= sizeof payload);
+	CHECK_EQ(write_record(b, size, off, 1 + (uint64_t)n, 5, payload, len), size);
+	memset(&sc, 0, sizeof sc);
+	scan_init(&sc, b, size, 1);
+	for (i = 0; scan_next(&sc, SCAN_DELIVER) == 1; i++)
+		;
+	CHECK_EQ(i, n + 1);
+	CHECK_EQ(sc.err, 0);
+	CHECK_EQ(sc.off, size);
+	free(sc.buf);
+	free(b);
+}
+
 /* ---- the conformance corpus ---------------------------------------------------------------- */
 
 static int copy_file(const char *from, const char *to)
@@ -2744,6 +3796,18 @@ int main(int argc, char **argv)
 	run_test("index/recovery", test_index_recovery);
 	run_test("index/reader", test_index_reader);
 	run_test("index/hostile", test_index_hostile);
+	run_test("reuse/write-record", test_write_record);
+	run_test("reuse/happens", test_reuse_happens);
+	run_test("reuse/seal-after", test_reuse_seal_after);
+	run_test("reuse/held", test_reuse_held);
+	run_test("reuse/taken", test_reuse_taken);
+	run_test("reuse/replaced", test_reuse_replaced);
+	run_test("reuse/off", test_reuse_off);
+	run_test("reuse/close", test_reuse_close);
+	run_test("reuse/recovery", test_reuse_recovery);
+	run_test("reuse/concurrent", test_reuse_concurrent);
+	run_test("reuse/reader-moved", test_reader_moved);
+	run_test("reuse/reader-eagain", test_reader_eagain);
 	if (corpus_dir)
 		run_corpus();
 	rm_rf(tmp_root);
