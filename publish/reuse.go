@@ -67,9 +67,12 @@ func (w *Writer) keep(name string) bool {
 	}
 	f, err := w.dir.OpenFile(tmp, unix.O_RDWR, 0)
 	if err == nil {
-		if size, serr := ringdir.FileSize(f); serr != nil || size != w.man.SegmentSize {
+		// Another name for the file (a taker's claim by link and unlink, cut short)
+		// would see it change.
+		var st unix.Stat_t
+		if serr := unix.Fstat(int(f.Fd()), &st); serr != nil || st.Size != w.man.SegmentSize || st.Nlink != 1 {
 			f.Close()
-			f, err = nil, errors.New("not a segment of this ring")
+			f, err = nil, errors.New("not a segment file of this ring with one name")
 		}
 	}
 	if err != nil {
@@ -109,7 +112,7 @@ func (w *Writer) takeKept(num uint64) *spare {
 		// open the file meanwhile; install sees that through leaseHeld.
 		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETSIG, int(unix.SIGURG)); err == nil {
 			if _, err = unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_WRLCK); err == nil {
-				if b, err := ringdir.Map(f, w.man.SegmentSize, true); err == nil {
+				if b, err := ringdir.MapWritten(f, w.man.SegmentSize); err == nil {
 					return &spare{num: num, tmp: tmp, f: f, b: b, reused: true,
 						idx: w.allocateIndex(num, tmp+segment.IndexSuffix)}
 				}

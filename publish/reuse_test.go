@@ -44,8 +44,13 @@ func inodeOf(t *testing.T, path string) uint64 {
 func appendWatching(t *testing.T, w *Writer, dir string, seq uint64, rolls int, seen map[uint64][]uint64) (uint64, int) {
 	t.Helper()
 	reused := 0
-	hot := uint64(0)
-	for rolls >= 0 {
+	w.mu.Lock()
+	hot := w.hot.num
+	w.mu.Unlock()
+	if len(seen) == 0 {
+		seen[inodeOf(t, filepath.Join(dir, segment.Name(hot)))] = []uint64{hot}
+	}
+	for rolls > 0 {
 		got, err := w.Append(reusePayload(seq))
 		if err != nil || got != seq {
 			t.Fatalf("append %d: %d, %v", seq, got, err)
@@ -177,13 +182,14 @@ func TestReuse_FilesOfRemovedSegments(t *testing.T) {
 }
 
 // TestReuse_NotWhileOpen holds one segment's file open and another's mapped, as readers
-// do: neither is ever reused, and both still hold their own records when the ring has
-// long moved past them.
+// do, and gives a third a second name, as a taker that claims by link and unlink and
+// dies between the two leaves it: none is ever reused, and all still hold their own
+// records when the ring has long moved past them.
 func TestReuse_NotWhileOpen(t *testing.T) {
 	dir, w := openReusing(t)
 	defer w.Close()
 	seen := map[uint64][]uint64{}
-	next, _ := appendWatching(t, w, dir, 1, 2, seen) // segments 1 to 3
+	next, _ := appendWatching(t, w, dir, 1, 2, seen) // segments 1 to 3, 3 hot
 	held, err := os.Open(filepath.Join(dir, segment.Name(1)))
 	if err != nil {
 		t.Fatal(err)
@@ -199,10 +205,15 @@ func TestReuse_NotWhileOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Munmap(mapped)
-	ino1, ino2 := inodeOf(t, held.Name()), inodeOf(t, filepath.Join(dir, segment.Name(2)))
+	linked := filepath.Join(dir, segment.TakenName(3))
+	if err := os.Link(filepath.Join(dir, segment.Name(3)), linked); err != nil {
+		t.Fatal(err)
+	}
+	ino1, ino2, ino3 := inodeOf(t, held.Name()), inodeOf(t, filepath.Join(dir, segment.Name(2))), inodeOf(t, linked)
 	_, reused := appendWatching(t, w, dir, next, 20, seen)
-	if len(seen[ino1]) != 1 || len(seen[ino2]) != 1 {
-		t.Fatalf("a held file was reused: inodes %d, %d were segments %v, %v", ino1, ino2, seen[ino1], seen[ino2])
+	if len(seen[ino1]) != 1 || len(seen[ino2]) != 1 || len(seen[ino3]) != 1 {
+		t.Fatalf("a held file was reused: inodes %d, %d, %d were segments %v, %v, %v",
+			ino1, ino2, ino3, seen[ino1], seen[ino2], seen[ino3])
 	}
 	if reused == 0 {
 		t.Fatal("no file reused at all")
@@ -210,7 +221,7 @@ func TestReuse_NotWhileOpen(t *testing.T) {
 	for _, c := range []struct {
 		num uint64
 		b   []byte
-	}{{1, nil}, {2, mapped}} {
+	}{{1, nil}, {2, mapped}, {3, mustRead(t, linked)}} {
 		b := c.b
 		if b == nil {
 			b = make([]byte, 64<<10)

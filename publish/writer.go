@@ -644,6 +644,14 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 			w.discard(sp)
 		}
 	}
+	// No spare: the preparer is behind. A removed segment's file it has not kept yet
+	// makes this segment faster than a new file would.
+	select {
+	case name := <-w.doomed:
+		w.retireFile(name)
+		w.held.Add(-1)
+	default:
+	}
 	for dropped := false; ; {
 		sp, err := w.allocate(num, ".new")
 		if err == nil {

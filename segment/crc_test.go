@@ -35,3 +35,26 @@ func BenchmarkRecordCRC(b *testing.B) {
 		})
 	}
 }
+
+// TestShortCRC checks the folding of short inputs against hash/crc32 for every block
+// count it takes, from random starting values.
+func TestShortCRC(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for blocks := 0; blocks <= shortBlocks+1; blocks++ {
+		for range 200 {
+			p := make([]byte, 16*blocks)
+			rng.Read(p)
+			init := rng.Uint32()
+			got, ok := shortCRC(init, p)
+			if !ok {
+				if blocks >= 1 && blocks <= shortBlocks && hasShortCRC {
+					t.Fatalf("%d blocks: not taken", blocks)
+				}
+				continue
+			}
+			if want := crc32.Update(init, crcTable, p); got != want {
+				t.Fatalf("%d blocks from %08x: %08x, want %08x", blocks, init, got, want)
+			}
+		}
+	}
+}

@@ -171,6 +171,17 @@ func store64(b []byte, off int, v uint64) {
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[off])), v)
 }
 
+// publish64 stores the commit word v of the record at b[off:] with release ordering
+// (storeRelease): the record's other bytes, stored before, are visible to a reader that
+// sees it.
+func publish64(b []byte, off int, v uint64) {
+	_ = b[off+7]
+	if bigEndian {
+		v = swap64(v)
+	}
+	storeRelease((*uint64)(unsafe.Pointer(&b[off])), v)
+}
+
 var bigEndian = func() bool {
 	x := uint16(1)
 	return *(*byte)(unsafe.Pointer(&x)) == 0
@@ -254,7 +265,7 @@ func PutRecord(b []byte, off int, seq uint64, t int64, payload []byte) int {
 		le.PutUint64(b[next:next+8], 0)
 	}
 	crc := recordCRC(b, off+8, end)
-	store64(b, off, uint64(end-off)|uint64(crc)<<32)
+	publish64(b, off, uint64(end-off)|uint64(crc)<<32)
 	return next
 }
 

@@ -208,6 +208,19 @@ func (d *Dir) Remove(name string) error {
 // that what it costs is what its user touches. A reader that reads a segment from one end
 // to the other uses a View, which prepares and releases the mapping a window at a time.
 func Map(f *os.File, size int64, writable bool) ([]byte, error) {
+	return mapFile(f, size, writable, true)
+}
+
+// MapWritten maps the first size bytes of f writable, as Map does for a producer, for a
+// file whose pages are in place already: a removed segment's file, reused. Its pages are
+// faulted in (MADV_POPULATE_WRITE), huge where the file's are, but huge pages are not asked
+// for again: MADV_COLLAPSE on pages that are huge already still costs the kernel a
+// round of every CPU's page lists.
+func MapWritten(f *os.File, size int64) ([]byte, error) {
+	return mapFile(f, size, true, false)
+}
+
+func mapFile(f *os.File, size int64, writable, collapse bool) ([]byte, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: f.Name(), Err: err}
@@ -226,7 +239,9 @@ func Map(f *os.File, size int64, writable bool) ([]byte, error) {
 		// Where the address space is short (32 bits), the aligned mapping may not
 		// find room; the plain mapping below may still.
 		if b, err := mapAligned(int(f.Fd()), uintptr(size), uintptr(hugePageSize()), prot); err == nil {
-			if writable && unix.Madvise(b, unix.MADV_COLLAPSE) != nil {
+			if writable && !collapse {
+				unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+			} else if writable && unix.Madvise(b, unix.MADV_COLLAPSE) != nil {
 				// Small pages, then: fault them in now, as MAP_POPULATE does (a
 				// failure only leaves the faults to the first writes).
 				unix.Madvise(b, unix.MADV_POPULATE_READ)
