@@ -93,8 +93,18 @@ func (w *Writer) freedOne() {
 // millisecond, longer than a segment of large records takes to fill.
 func (w *Writer) preparer() {
 	for {
-		// A file to keep goes first: the spare wanted next may be made of it. A spare
-		// wanted goes before mappings to release.
+		// The spare wanted next may be made of the file of a removed segment, which
+		// can be kept only once its mapping is released (the lease would be refused)
+		// and whose index goes to the pool only once the segment is sealed here
+		// (sealedIndex): mappings to release go first, files to keep next, then the
+		// spare.
+		select {
+		case h := <-w.retired:
+			w.releaseHot(h)
+			w.freedOne()
+			continue
+		default:
+		}
 		select {
 		case name := <-w.doomed:
 			w.retireFile(name)

@@ -5,6 +5,13 @@
 //
 // One producer at a time: Open takes the ring's lock and fails with a *LockedError naming
 // the running producer's pid when another holds it.
+//
+// New segments are made of the files of segments retention removed, where no other
+// process holds them open or mapped (docs/FORMAT.md, "Reusing a segment file"); while the
+// writer holds a file's lease, a process that opens it makes the kernel send the
+// writer's process SIGURG, which the Go runtime takes as its own preemption signal and
+// otherwise ignores. FILERING_NO_REUSE=1 in the environment makes a new file for every
+// segment.
 package publish
 
 import (
@@ -645,7 +652,16 @@ func (w *Writer) createSegment(num, first uint64) (*hotSegment, error) {
 		}
 	}
 	// No spare: the preparer is behind. A removed segment's file it has not kept yet
-	// makes this segment faster than a new file would.
+	// makes this segment faster than a new file would; the mappings it has not
+	// released yet go first, as in the preparer.
+	for len(w.retired) > 0 {
+		select {
+		case h := <-w.retired:
+			w.releaseHot(h)
+			w.held.Add(-1)
+		default:
+		}
+	}
 	select {
 	case name := <-w.doomed:
 		w.retireFile(name)
