@@ -39,7 +39,7 @@ var errLeaseLost = errors.New("lease on a kept segment file broken")
 // otherwise. Files that are not segment files are simply removed.
 func (w *Writer) retireFile(name string) {
 	n, ok := segment.ParseName(name, segment.SegmentSuffix)
-	if !ok || noReuse || !w.keep(name) {
+	if !ok || !w.reuse || !w.keep(name) {
 		w.remove(name)
 		return
 	}
@@ -152,6 +152,6 @@ func (w *Writer) dropKept() bool {
 	return len(files) > 0
 }
 
-// noReuse turns reuse off for the process: FILERING_NO_REUSE=1 in the environment, for
-// benchmarks side by side with new files.
+// noReuse turns reuse off for the writers opened after it is set: FILERING_NO_REUSE=1 in
+// the environment, for benchmarks side by side with new files.
 var noReuse = os.Getenv("FILERING_NO_REUSE") == "1"

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -280,4 +281,44 @@ func TestReuse_LeaseBroken(t *testing.T) {
 		t.Fatalf("segment %d reused the file whose lease a reader broke", hot+1)
 	}
 	checkRing(t, dir, next, false)
+}
+
+// TestReuse_FullFileSystem fills the file system (every allocation refused) under a
+// writer whose ring is full: each new segment is made of the file the roll before removed
+// by retention, so the writer goes on as before, drops nothing beyond retention, and
+// says nothing.
+func TestReuse_FullFileSystem(t *testing.T) {
+	if noReuse {
+		t.Skip("FILERING_NO_REUSE=1 turns reuse off")
+	}
+	fs := &fullFS{}
+	dir := ringtest.Dir(t)
+	var mu sync.Mutex
+	var notes []string
+	logf := func(f string, a ...any) {
+		mu.Lock()
+		notes = append(notes, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}
+	w, err := openFS(dir, Options{SegmentSize: 64 << 10, Segments: 3, Logf: logf},
+		func(real fileSystem) fileSystem { fs.fileSystem = real; return fs })
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64][]uint64{}
+	next, _ := appendWatching(t, w, dir, 1, 4, seen)
+	fs.full.Store(true)
+	next, reused := appendWatching(t, w, dir, next, 10, seen)
+	if reused != 10 {
+		t.Fatalf("%d of 10 segments made on a full file system reused a file", reused)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkRing(t, dir, next, true)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(notes) != 0 || w.Lost() != 0 {
+		t.Fatalf("%d records lost, notes %q; want none", w.Lost(), notes)
+	}
 }

@@ -150,6 +150,7 @@ type Writer struct {
 	spare      *spare        // the next segment, allocated ahead of need
 	idx        indexPool     // the indexes of sealed segments, and free index files
 	kept       keptFiles     // files of removed segments, for new segments
+	reuse      bool          // keep removed segments' files for new segments: !noReuse at Open
 	preparing  atomic.Uint64 // the segment number the preparer is allocating, 0 when none; set under mu to 0
 	rolling    bool          // a roll is under way; it may wait with mu released
 	tight      atomic.Bool   // the file system ran out of room: allocate nothing ahead; set under mu
@@ -207,7 +208,8 @@ func openFS(dir string, opts Options, wrap func(fileSystem) fileSystem) (*Writer
 		return nil, err
 	}
 	w := &Writer{dir: d, opts: opts, kick: make(chan struct{}, 1), prepare: make(chan uint64, 1),
-		retired: make(chan *hotSegment, 8), doomed: make(chan string, 64), stop: make(chan struct{}), done: make(chan struct{})}
+		retired: make(chan *hotSegment, 8), doomed: make(chan string, 64), stop: make(chan struct{}), done: make(chan struct{}),
+		reuse: !noReuse}
 	w.cond.L = &w.mu
 	if err := w.open(wrap); err != nil {
 		w.release()
