@@ -2253,15 +2253,21 @@ static int seg_keep(filering_writer *w, uint64_t num, const char *name, struct h
 	return 1;
 }
 
+/* kept_unlink unmaps, closes (releasing a lease taken on it) and unlinks kept file k. */
+static void kept_unlink(filering_writer *w, const struct kept *k)
+{
+	if (k->b)
+		munmap(k->b, (size_t)w->segment_size);
+	close(k->fd);
+	unlinkat(w->dirfd, k->tmp, 0);
+}
+
 /* kept_drop gives back kept file i: unmapped, closed and unlinked. */
 static void kept_drop(filering_writer *w, size_t i)
 {
 	struct kept *k = &w->kept[i];
 
-	if (k->b)
-		munmap(k->b, (size_t)w->segment_size);
-	close(k->fd);
-	unlinkat(w->dirfd, k->tmp, 0);
+	kept_unlink(w, k);
 	memmove(k, k + 1, (w->nkept - i - 1) * sizeof *k);
 	w->nkept--;
 }
@@ -2681,10 +2687,7 @@ static int seg_reuse(filering_writer *w, uint64_t num, struct spare *sp)
 	idx_allocate(w, sp);
 	return 0;
 refused:
-	if (k.b)
-		munmap(k.b, (size_t)w->segment_size);
-	close(k.fd); /* releases the lease, if taken */
-	unlinkat(w->dirfd, k.tmp, 0);
+	kept_unlink(w, &k);
 	return -1;
 }
 

@@ -66,27 +66,23 @@ func (w *Writer) keep(name string) bool {
 		return errors.Is(err, unix.ENOENT)
 	}
 	f, err := w.dir.OpenFile(tmp, unix.O_RDWR, 0)
-	if err == nil {
-		// Another name for the file (a taker's claim by link and unlink, cut short)
-		// would see it change.
-		var st unix.Stat_t
-		if serr := unix.Fstat(int(f.Fd()), &st); serr != nil || st.Size != w.man.SegmentSize || st.Nlink != 1 {
-			f.Close()
-			f, err = nil, errors.New("not a segment file of this ring with one name")
-		}
-	}
 	if err != nil {
 		w.fs.remove(tmp)
 		return true
 	}
+	// Another name for the file (a taker's claim by link and unlink, cut short) would
+	// see it change.
+	var st unix.Stat_t
+	ok := unix.Fstat(int(f.Fd()), &st) == nil && st.Size == w.man.SegmentSize && st.Nlink == 1
 	w.kept.mu.Lock()
-	defer w.kept.mu.Unlock()
-	if len(w.kept.files) >= maxKept {
+	if ok = ok && len(w.kept.files) < maxKept; ok {
+		w.kept.files = append(w.kept.files, f)
+	}
+	w.kept.mu.Unlock()
+	if !ok {
 		f.Close()
 		w.fs.remove(tmp)
-		return true
 	}
-	w.kept.files = append(w.kept.files, f)
 	return true
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -293,14 +292,8 @@ func TestReuse_FullFileSystem(t *testing.T) {
 	}
 	fs := &fullFS{}
 	dir := ringtest.Dir(t)
-	var mu sync.Mutex
-	var notes []string
-	logf := func(f string, a ...any) {
-		mu.Lock()
-		notes = append(notes, fmt.Sprintf(f, a...))
-		mu.Unlock()
-	}
-	w, err := openFS(dir, Options{SegmentSize: 64 << 10, Segments: 3, Logf: logf},
+	var said noteLog
+	w, err := openFS(dir, Options{SegmentSize: 64 << 10, Segments: 3, Logf: said.logf},
 		func(real fileSystem) fileSystem { fs.fileSystem = real; return fs })
 	if err != nil {
 		t.Fatal(err)
@@ -316,9 +309,7 @@ func TestReuse_FullFileSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRing(t, dir, next, true)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(notes) != 0 || w.Lost() != 0 {
+	if notes := said.all(); len(notes) != 0 || w.Lost() != 0 {
 		t.Fatalf("%d records lost, notes %q; want none", w.Lost(), notes)
 	}
 }
