@@ -378,7 +378,7 @@ func TestFollower_DirectWatch(t *testing.T) {
 			if k.polls != 0 || k.events == 0 {
 				t.Fatalf("%d polls, %d events: want events only", k.polls, k.events)
 			}
-			if direct != (k.wd >= 0 && k.in != nil && k.seg > 0) {
+			if direct != (k.wd >= 0 && k.in >= 0 && k.seg > 0) {
 				t.Fatalf("direct %v, but the waker's watch is %d and woke it %d times", direct, k.wd, k.seg)
 			}
 		})
@@ -398,7 +398,7 @@ func TestWaker_LateInterrupt(t *testing.T) {
 	defer seg.Close()
 	k := newWaker(dir, true)
 	defer k.close()
-	if k.in == nil {
+	if k.in < 0 {
 		t.Skip("no inotify instance for a direct watch")
 	}
 	k.watchFile(seg)

@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,14 +30,16 @@ const (
 // close stops them.
 //
 // A follower's waker also watches the segment it reads, directly (watchFile): an inotify
-// instance of its own, whose descriptor the follower's goroutine reads itself, in Go's
-// poller, as it would a pipe. A record's wake-up write then wakes the follower in one
-// step. Through fsnotify alone it takes two: fsnotify's goroutine reads the event and
-// hands it over a channel to the follower's, which on a machine with more than one CPU
-// often means waking a second thread (docs/BENCHMARKS.md, "Wake latency"). fsnotify
-// still watches the directory, for the manifest and the segments coming and going: its
-// events are passed on by a goroutine of the waker's (forward), which interrupts the
-// follower's read.
+// instance of its own, which the follower's goroutine waits on itself, in a blocking
+// ppoll, as a C reader would. A record's wake-up write then wakes the follower's thread
+// in one step. Through fsnotify it takes more: the event wakes Go's poller, which readies
+// fsnotify's goroutine, which hands the event over a channel to the follower's; the same
+// holds for a descriptor of the waker's own read through Go's poller, which then readies
+// the follower's goroutine and fsnotify's at once, to run one after the other on a small
+// machine (docs/BENCHMARKS.md, "Wake latency"). fsnotify still watches the directory, for
+// the manifest and the segments coming and going: its events are passed on by a
+// goroutine of the waker's (forward), which ends the follower's ppoll through an eventfd.
+// The price is a thread per follower blocked in the kernel while it waits.
 type waker struct {
 	w        *fsnotify.Watcher // nil when inotify is unavailable
 	timer    *time.Timer
@@ -46,13 +47,14 @@ type waker struct {
 	// Stats, for tests and reports: seg counts the events of the direct watch.
 	events, overflows, polls, seg int
 
-	// The direct watch; in is nil without one.
-	in      *os.File    // the waker's own inotify instance, non-blocking
-	wd      int         // its watch of the followed segment, -1 when none
+	// The direct watch; in is -1 without one.
+	in      int         // the waker's own inotify instance, non-blocking
+	kick    int         // an eventfd whose count ends a wait under way
+	wd      int         // in's watch of the followed segment, -1 when none
 	watched *os.File    // the segment watched, or being looked at for one
 	direct  atomic.Bool // wd is a watch: fsnotify's write events are the same events
 	flags   atomic.Uint32
-	stop    chan struct{} // closed by close: forward returns
+	stop    chan struct{} // closed by closeDirect: forward returns
 	done    chan struct{} // closed when forward has returned
 	buf     [4096]byte
 }
@@ -70,7 +72,7 @@ const (
 // also watch a segment directly (watchFile); without an inotify instance to spare for
 // that, it does without.
 func newWaker(dir string, direct bool) *waker {
-	k := &waker{timer: time.NewTimer(time.Hour), wd: -1}
+	k := &waker{timer: time.NewTimer(time.Hour), in: -1, kick: -1, wd: -1}
 	k.timer.Stop()
 	if noInotify {
 		k.fastTill = farFuture
@@ -88,10 +90,16 @@ func newWaker(dir string, direct bool) *waker {
 	}
 	k.w = w
 	if direct && !noDirect {
-		if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
-			k.in = os.NewFile(uintptr(fd), "inotify")
-			k.stop, k.done = make(chan struct{}), make(chan struct{})
-			go k.forward()
+		in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+		if err == nil {
+			kick, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+			if err != nil {
+				unix.Close(in)
+			} else {
+				k.in, k.kick = in, kick
+				k.stop, k.done = make(chan struct{}), make(chan struct{})
+				go k.forward()
+			}
 		}
 	}
 	return k
@@ -119,7 +127,7 @@ func isManifest(ev fsnotify.Event) bool {
 // reports whether the manifest may have changed (an event naming it, an overflow, or a
 // poll), which is when a follower should read the manifest again.
 func (k *waker) wait(ctx context.Context) (manifest bool, err error) {
-	if k.in != nil {
+	if k.in >= 0 {
 		return k.waitDirect(ctx)
 	}
 	k.timer.Reset(k.interval())
@@ -169,7 +177,7 @@ func (k *waker) wait(ctx context.Context) (manifest bool, err error) {
 }
 
 // forward is the direct waker's goroutine: it passes fsnotify's events on the directory
-// to waitDirect, as flags, and interrupts its read. Write events are left out while a
+// to waitDirect, as flags, and interrupts its wait. Write events are left out while a
 // segment is watched directly: the producer writes only to the hot segment, which is the
 // one watched. It returns when close closes k.stop, or when fsnotify's watcher stops.
 func (k *waker) forward() {
@@ -204,10 +212,13 @@ func (k *waker) forward() {
 	}
 }
 
-// interrupt ends a read of the direct watch under way, or the next one.
-func (k *waker) interrupt() { interrupt(k.in) }
-
-func interrupt(in *os.File) { in.SetReadDeadline(time.Unix(1, 0)) }
+// interrupt ends a wait of waitDirect under way, or the next one. It is called only
+// while the eventfd is open: by forward, and by the function waitDirect leaves with its
+// context, which waitDirect waits for.
+func (k *waker) interrupt() {
+	one := [8]byte{1}
+	unix.Write(k.kick, one[:]) // EAGAIN only with 2^64-2 kicks unread: it is ended anyway
+}
 
 // took turns flags passed on by forward into wait's result.
 func (k *waker) took(f uint32) (manifest bool, err error) {
@@ -225,62 +236,71 @@ func (k *waker) took(f uint32) (manifest bool, err error) {
 	return f&flagManifest != 0, nil
 }
 
-// waitDirect is wait for a waker with a direct watch: it reads the watch's descriptor
-// until an event on the watched segment, an event forward passed on, the poll interval
-// or ctx ends the read.
+// waitDirect is wait for a waker with a direct watch: it waits in ppoll until an event on
+// the watched segment, an event forward passed on, the poll interval or ctx ends it.
 func (k *waker) waitDirect(ctx context.Context) (manifest bool, err error) {
 	if f := k.flags.Swap(0); f != 0 {
 		return k.took(f)
 	}
 	deadline := time.Now().Add(k.interval())
-	k.in.SetReadDeadline(deadline)
-	// forward sets its flags before it interrupts: flags set before the deadline above
-	// are seen here, and an interruption after it ends the read below.
-	if f := k.flags.Swap(0); f != 0 {
-		return k.took(f)
-	}
 	if ctx.Done() != nil {
-		in := k.in // closeDirect may clear k.in while the function runs
-		stop := context.AfterFunc(ctx, func() { interrupt(in) })
-		defer stop()
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() { k.interrupt(); close(fired) })
+		defer func() {
+			if !stop() {
+				<-fired // it writes to the eventfd: let it finish before the waker may close
+			}
+		}()
 	}
+	fds := []unix.PollFd{{Fd: int32(k.in), Events: unix.POLLIN}, {Fd: int32(k.kick), Events: unix.POLLIN}}
 	for {
-		n, rerr := k.in.Read(k.buf[:])
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		f := k.flags.Swap(0)
-		if n > 0 {
-			mine, m := k.parse(k.buf[:n])
-			if !mine && f == 0 {
-				continue // events of a watch no longer used
-			}
-			k.seg++
-			if f == 0 {
-				k.events++
-				return m, nil
-			}
-			manifest, err = k.took(f)
-			return manifest || m, err
-		}
-		switch {
-		case f != 0:
-			return k.took(f)
-		case errors.Is(rerr, os.ErrDeadlineExceeded) && time.Now().Before(deadline):
-			// A late interruption whose flags an earlier wait already took: read on
-			// until the poll deadline, checking the flags again after setting it.
-			k.in.SetReadDeadline(deadline)
-			if f := k.flags.Swap(0); f != 0 {
-				return k.took(f)
-			}
-		case errors.Is(rerr, os.ErrDeadlineExceeded):
+		left := time.Until(deadline)
+		if left <= 0 {
 			k.polls++
 			return true, nil
-		default:
-			// The descriptor failed: wait as a waker without a direct watch does.
+		}
+		ts := unix.NsecToTimespec(int64(left))
+		if _, err := unix.Ppoll(fds, &ts, nil); err != nil && err != unix.EINTR {
+			// The descriptors failed: wait as a waker without a direct watch does.
 			k.closeDirect()
 			return true, nil
 		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		// The eventfd is emptied before the flags are taken: forward sets its flags
+		// before it writes, so flags set after the swap below leave a count that ends
+		// the next ppoll.
+		if fds[1].Revents != 0 {
+			var cnt [8]byte
+			unix.Read(k.kick, cnt[:])
+		}
+		f := k.flags.Swap(0)
+		mine, m := false, false
+		if fds[0].Revents != 0 {
+			n, rerr := unix.Read(k.in, k.buf[:])
+			switch {
+			case n > 0:
+				mine, m = k.parse(k.buf[:n])
+			case rerr != unix.EAGAIN && rerr != unix.EINTR:
+				k.closeDirect()
+				return true, nil
+			}
+		}
+		switch {
+		case mine && f == 0:
+			k.seg++
+			k.events++
+			return m, nil
+		case mine:
+			k.seg++
+			manifest, err = k.took(f)
+			return manifest || m, err
+		case f != 0:
+			return k.took(f)
+		}
+		// A kick whose flags an earlier wait already took, or events of a watch no
+		// longer used: wait on, until the same deadline.
 	}
 }
 
@@ -315,51 +335,45 @@ func (k *waker) parse(b []byte) (mine, manifest bool) {
 // before then was not seen, so the follower should look at it once more before it
 // waits. A waker without a direct watch does nothing.
 func (k *waker) watchFile(f *os.File) bool {
-	if k.in == nil || f == k.watched {
+	if k.in < 0 || f == k.watched {
 		return false
 	}
 	k.watched = f
-	rc, err := k.in.SyscallConn()
+	if k.wd >= 0 {
+		unix.InotifyRmWatch(k.in, uint32(k.wd))
+		k.wd = -1
+		k.direct.Store(false)
+	}
+	if f == nil {
+		return false
+	}
+	sc, err := f.SyscallConn()
 	if err != nil {
 		return false
 	}
 	added := false
-	rc.Control(func(in uintptr) {
-		if k.wd >= 0 {
-			unix.InotifyRmWatch(int(in), uint32(k.wd))
-			k.wd = -1
-			k.direct.Store(false)
+	sc.Control(func(fd uintptr) {
+		// The open file, by way of /proc: the path may be renamed by a taker.
+		wd, err := unix.InotifyAddWatch(k.in, "/proc/self/fd/"+strconv.Itoa(int(fd)),
+			unix.IN_MODIFY|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
+		if err == nil {
+			k.wd, added = wd, true
+			k.direct.Store(true)
 		}
-		if f == nil {
-			return
-		}
-		sc, err := f.SyscallConn()
-		if err != nil {
-			return
-		}
-		sc.Control(func(fd uintptr) {
-			// The open file, by way of /proc: the path may be renamed by a taker.
-			wd, err := unix.InotifyAddWatch(int(in), "/proc/self/fd/"+strconv.Itoa(int(fd)),
-				unix.IN_MODIFY|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
-			if err == nil {
-				k.wd, added = wd, true
-				k.direct.Store(true)
-			}
-		})
 	})
 	return added
 }
 
 // closeDirect stops the direct watch and forward.
 func (k *waker) closeDirect() {
-	if k.in == nil {
+	if k.in < 0 {
 		return
 	}
 	close(k.stop)
-	k.interrupt()
 	<-k.done
-	k.in.Close()
-	k.in, k.wd, k.watched = nil, -1, nil
+	unix.Close(k.in)
+	unix.Close(k.kick)
+	k.in, k.kick, k.wd, k.watched = -1, -1, -1, nil
 	k.direct.Store(false)
 }
 
