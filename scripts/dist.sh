@@ -7,16 +7,19 @@
 # DIST/filering-VERSION-linux-ARCH.tar.gz, which unpacks into the directory
 # filering-VERSION-linux-ARCH/ holding:
 #
-#   filering                   the static binary (CGO_ENABLED=0, -trimpath, -s -w)
-#   filering.1                 the manual page
+#   filering                   the static binaries (CGO_ENABLED=0, -trimpath, -s -w);
+#   filering-serve             `filering serve` and `filering forward` run the other two,
+#   filering-forward           which a board that does not use them can leave out
+#   filering.1, filering-serve.1, filering-forward.1
+#                              the manual pages
 #   filering.bash, _filering   bash and zsh completion
 #   filering-produce@.service, run-ring.mount, filering.sysusers, filering.conf
 #                              the systemd units, sysusers.d and tmpfiles.d files
 #   DEPLOY.md                  how to install them (ramdisk/DEPLOY.md)
 #
 # VERSION defaults to `git describe --tags --always --dirty`, or "devel" outside a git
-# checkout; it is stamped into the binaries as main.version. The manual page and the
-# completion scripts are written by a binary built for this machine. The archives are
+# checkout; it is stamped into the binaries (internal/cmdline's version). The manual pages
+# and the completion scripts are written by binaries built for this machine. The archives are
 # reproducible: files sorted, owned by root, dated by the last commit (or
 # SOURCE_DATE_EPOCH). GO names the go command (default: go).
 set -euo pipefail
@@ -32,17 +35,22 @@ case $VERSION in
 '' | */* | *' '*) echo "dist.sh: bad VERSION '$VERSION'" >&2; exit 2 ;;
 esac
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
-ldflags="-s -w -X main.version=$VERSION"
+ldflags="-s -w -X github.com/filering/filering/internal/cmdline.version=$VERSION"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # The host's binary writes the manual page and the completion scripts.
-CGO_ENABLED=0 "$GO" build -tags urfave_cli_no_docs -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$work/host-filering" ./cmd/filering
-mkdir -p "$work/common"
-"$work/host-filering" man >"$work/common/filering.1"
-"$work/host-filering" completion bash >"$work/common/filering.bash"
-"$work/host-filering" completion zsh >"$work/common/_filering"
+programs="filering filering-serve filering-forward"
+mkdir -p "$work/host" "$work/common"
+for p in $programs; do
+	CGO_ENABLED=0 "$GO" build -tags urfave_cli_no_docs -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$work/host/$p" "./cmd/$p"
+done
+"$work/host/filering" man >"$work/common/filering.1"
+"$work/host/filering-serve" --man >"$work/common/filering-serve.1"
+"$work/host/filering-forward" --man >"$work/common/filering-forward.1"
+"$work/host/filering" completion bash >"$work/common/filering.bash"
+"$work/host/filering" completion zsh >"$work/common/_filering"
 cp ramdisk/systemd/filering-produce@.service ramdisk/systemd/run-ring.mount \
 	ramdisk/systemd/filering.sysusers ramdisk/systemd/filering.conf \
 	ramdisk/DEPLOY.md "$work/common/"
@@ -59,9 +67,11 @@ for a in $arches; do
 	mkdir -p "$dir"
 	cp -p "$work/common/"* "$dir/"
 	echo "build linux/$goarch${goarm:+ GOARM=$goarm}"
-	GOOS=linux GOARCH=$goarch GOARM=$goarm CGO_ENABLED=0 \
-		"$GO" build -tags urfave_cli_no_docs -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$dir/filering" ./cmd/filering
-	chmod 0755 "$dir/filering"
+	for p in $programs; do
+		GOOS=linux GOARCH=$goarch GOARM=$goarm CGO_ENABLED=0 \
+			"$GO" build -tags urfave_cli_no_docs -buildvcs=auto -trimpath -ldflags="$ldflags" -o "$dir/$p" "./cmd/$p"
+		chmod 0755 "$dir/$p"
+	done
 	chmod 0644 "$dir/"*.* "$dir/_filering"
 	tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
 		-cf - "$name" | gzip -n -9 >"$dist/$name.tar.gz.tmp"

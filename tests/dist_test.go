@@ -16,11 +16,12 @@ import (
 
 // TestDist runs scripts/dist.sh (what `make dist` runs) for the host's architecture and
 // checks the archive: its name, its exact file list under one directory, the modes, and
-// that the binary in it is static, runs, and reports the stamped version, as do the
-// manual page that the script wrote with it.
+// that the three programs in it are static, run, and report the stamped version, as do
+// the manual pages that the script wrote with them, and that its filering runs its
+// filering-serve.
 func TestDist(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds filering twice")
+		t.Skip("builds filering's programs twice")
 	}
 	arch := map[string]string{"amd64": "amd64", "arm64": "arm64", "386": "386", "arm": "armv7"}[runtime.GOARCH]
 	if arch == "" {
@@ -85,7 +86,7 @@ func TestDist(t *testing.T) {
 		}
 		files = append(files, rel)
 		want := int64(0o644)
-		if rel == "filering" {
+		if rel == "filering" || rel == "filering-serve" || rel == "filering-forward" {
 			want = 0o755
 		}
 		if h.Mode&0o7777 != want {
@@ -100,7 +101,8 @@ func TestDist(t *testing.T) {
 		}
 	}
 	want := []string{
-		"DEPLOY.md", "_filering", "filering", "filering-produce@.service", "filering.1",
+		"DEPLOY.md", "_filering", "filering", "filering-forward", "filering-forward.1",
+		"filering-produce@.service", "filering-serve", "filering-serve.1", "filering.1",
 		"filering.bash", "filering.conf", "filering.sysusers", "run-ring.mount",
 	}
 	if !slices.Equal(files, want) {
@@ -117,20 +119,26 @@ func TestDist(t *testing.T) {
 		}
 	}
 
-	exe := filepath.Join(unpacked, "filering")
-	if out, err := exec.Command("file", exe).Output(); err == nil && !strings.Contains(string(out), "statically linked") {
-		t.Errorf("the binary is not static: %s", out)
+	for _, p := range []string{"filering", "filering-serve", "filering-forward"} {
+		exe := filepath.Join(unpacked, p)
+		if out, err := exec.Command("file", exe).Output(); err == nil && !strings.Contains(string(out), "statically linked") {
+			t.Errorf("%s is not static: %s", p, out)
+		}
+		out, err := exec.Command(exe, "--version").Output()
+		if err != nil {
+			t.Fatalf("%s --version: %v", p, err)
+		}
+		if !strings.HasPrefix(string(out), "filering "+version+"\n") {
+			t.Errorf("%s --version printed %q, want the version %s first", p, out, version)
+		}
+		page, err := os.ReadFile(filepath.Join(unpacked, p+".1"))
+		if err != nil || !strings.Contains(string(page), ".TH "+p+" 1 \"\" \"filering "+version+"\"") || !strings.Contains(string(page), ".SH SYNOPSIS") {
+			t.Errorf("%s.1 is not the manual page of %s %s (%v)", p, p, version, err)
+		}
 	}
-	out, err := exec.Command(exe, "--version").Output()
-	if err != nil {
-		t.Fatalf("filering --version: %v", err)
-	}
-	if !strings.HasPrefix(string(out), "filering "+version+"\n") {
-		t.Errorf("filering --version printed %q, want the version %s first", out, version)
-	}
-	page, err := os.ReadFile(filepath.Join(unpacked, "filering.1"))
-	if err != nil || !strings.Contains(string(page), `"filering `+version+`"`) || !strings.Contains(string(page), ".SH SYNOPSIS") {
-		t.Errorf("filering.1 is not the manual page of %s (%v)", version, err)
+	// The archive's filering runs the archive's filering-serve.
+	if out, err := exec.Command(filepath.Join(unpacked, "filering"), "serve", "--help").Output(); err != nil || !strings.Contains(string(out), "--listen") {
+		t.Errorf("filering serve --help from the archive: %v, %q", err, out)
 	}
 	for file, want := range map[string]string{"filering.bash": "complete -o bashdefault", "_filering": "#compdef filering"} {
 		if b, err := os.ReadFile(filepath.Join(unpacked, file)); err != nil || !strings.Contains(string(b), want) {

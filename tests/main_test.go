@@ -29,7 +29,7 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin = filepath.Join(dir, "filering")
-	args := []string{"build", "-o", bin}
+	args := []string{"build", "-o", dir}
 	if raceEnabled {
 		args = append(args, "-race")
 		// The race runtime sleeps a second at exit by default; the tests start hundreds
@@ -38,7 +38,9 @@ func testMain(m *testing.M) int {
 			os.Setenv("GORACE", "atexit_sleep_ms=0")
 		}
 	}
-	args = append(args, "github.com/filering/filering/cmd/filering")
+	// filering runs filering-serve and filering-forward from its own directory.
+	args = append(args, "github.com/filering/filering/cmd/filering",
+		"github.com/filering/filering/cmd/filering-serve", "github.com/filering/filering/cmd/filering-forward")
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

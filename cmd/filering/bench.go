@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/filering/filering/internal/bench"
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/ramdisk"
 	"github.com/filering/filering/segment"
 )
@@ -82,27 +83,27 @@ func parseBenchFlags(c *cli.Context) (bench.Config, error) {
 	}
 	b, err := ramdisk.ParseSize(c.String("buffer"))
 	if err != nil || b < 1 || b > 1<<30 {
-		return cfg, usagef("--buffer %q: want a size from 1 byte to 1GiB", c.String("buffer"))
+		return cfg, cmdline.Usagef("--buffer %q: want a size from 1 byte to 1GiB", c.String("buffer"))
 	}
 	cfg.Buffer = int(b)
 	if cfg.SegmentSize, err = ramdisk.ParseSize(c.String("segment-size")); err != nil || !segment.ValidSize(cfg.SegmentSize) {
-		return cfg, usagef("--segment-size %q: want a multiple of 4KiB from 4KiB to 1GiB", c.String("segment-size"))
+		return cfg, cmdline.Usagef("--segment-size %q: want a multiple of 4KiB from 4KiB to 1GiB", c.String("segment-size"))
 	}
 	if cfg.Segments < segment.MinSegments || cfg.Segments > segment.MaxSegments {
-		return cfg, usagef("--segments %d: want %d to %d", cfg.Segments, segment.MinSegments, segment.MaxSegments)
+		return cfg, cmdline.Usagef("--segments %d: want %d to %d", cfg.Segments, segment.MinSegments, segment.MaxSegments)
 	}
 	if cfg.Rounds < 1 || cfg.Rounds > 100 {
-		return cfg, usagef("--rounds %d: want 1 to 100", cfg.Rounds)
+		return cfg, cmdline.Usagef("--rounds %d: want 1 to 100", cfg.Rounds)
 	}
 	if cfg.Duration <= 0 {
-		return cfg, usagef("--duration %v: want more than 0", cfg.Duration)
+		return cfg, cmdline.Usagef("--duration %v: want more than 0", cfg.Duration)
 	}
 	cfg.Warmup = min(max(cfg.Duration/10, 10*time.Millisecond), time.Second)
 	if cfg.Rate <= 0 || cfg.Rate > 1e6 {
-		return cfg, usagef("--rate %v: want more than 0 and at most 1000000", cfg.Rate)
+		return cfg, cmdline.Usagef("--rate %v: want more than 0 and at most 1000000", cfg.Rate)
 	}
 	if cfg.Samples < 1 {
-		return cfg, usagef("--samples %d: want at least 1", cfg.Samples)
+		return cfg, cmdline.Usagef("--samples %d: want at least 1", cfg.Samples)
 	}
 	if cfg.Transports, err = benchList("--transports", c.String("transports"), bench.AllTransports); err != nil {
 		return cfg, err
@@ -117,10 +118,10 @@ func parseBenchFlags(c *cli.Context) (bench.Config, error) {
 func benchSize(flag, s string) (int, error) {
 	n, err := ramdisk.ParseSize(s)
 	if err != nil {
-		return 0, usagef("%s: %v", flag, err)
+		return 0, cmdline.Usagef("%s: %v", flag, err)
 	}
 	if n < bench.MinSize || n > bench.MaxSize {
-		return 0, usagef("%s %q: want %d bytes to %s", flag, s, bench.MinSize, ramdisk.FormatSize(bench.MaxSize))
+		return 0, cmdline.Usagef("%s %q: want %d bytes to %s", flag, s, bench.MinSize, ramdisk.FormatSize(bench.MaxSize))
 	}
 	return int(n), nil
 }
@@ -131,7 +132,7 @@ func benchList(flag, s string, known []string) ([]string, error) {
 	for _, name := range strings.Split(s, ",") {
 		name = strings.TrimSpace(name)
 		if !slices.Contains(known, name) {
-			return nil, usagef("%s: unknown %q, want some of %s", flag, name, strings.Join(known, ","))
+			return nil, cmdline.Usagef("%s: unknown %q, want some of %s", flag, name, strings.Join(known, ","))
 		}
 		want[name] = true
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/ramdisk"
 )
 
@@ -70,7 +71,7 @@ func TestBench_usage(t *testing.T) {
 		app := &cli.App{Name: "filering", Writer: new(bytes.Buffer), ErrWriter: new(bytes.Buffer),
 			ExitErrHandler: func(*cli.Context, error) {}, Commands: []*cli.Command{benchCommand()}}
 		err := app.Run(append([]string{"filering", "bench"}, args...))
-		if _, ok := err.(usageError); !ok {
+		if _, ok := err.(cmdline.UsageError); !ok {
 			t.Errorf("bench %v: error %v, want a usage error", args, err)
 		}
 	}

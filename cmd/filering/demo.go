@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/watch"
 )
@@ -34,7 +35,7 @@ func demoCommand() *cli.Command {
 func demo(c *cli.Context) error {
 	dir, rate := c.String("dir"), c.Float64("rate")
 	if rate <= 0 || rate > 1e6 {
-		return usagef("--rate %v: want more than 0 and at most 1000000", rate)
+		return cmdline.Usagef("--rate %v: want more than 0 and at most 1000000", rate)
 	}
 	if dir == "" {
 		var cleanup func()
@@ -44,7 +45,7 @@ func demo(c *cli.Context) error {
 		}
 		defer cleanup()
 	}
-	ctx, cancel := signalContext()
+	ctx, cancel := cmdline.SignalContext()
 	defer cancel()
 	if d := c.Duration("duration"); d > 0 {
 		ctx, cancel = context.WithTimeout(ctx, d)

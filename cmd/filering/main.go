@@ -3,22 +3,25 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/filering/filering/internal/cmdline"
 )
 
-// usageError marks an error in how filering was called: exit status 2.
-type usageError struct{ error }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
-
 func main() {
+	if len(os.Args) > 1 && isPart(os.Args[1]) {
+		// Before urfave/cli sees the command line: the flags, help and completion of
+		// `filering serve` are filering-serve's.
+		err := cmdline.Exec(os.Args[1], os.Args[2:])
+		fmt.Fprintf(os.Stderr, "filering: %v\n", err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -32,79 +35,58 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	var unknown string
-	app.CommandNotFound = func(_ *cli.Context, name string) { unknown = name }
-	err := app.Run(interspersed(app, args))
-	switch {
-	case unknown != "":
-		fmt.Fprintf(stderr, "filering: unknown command %q; see filering --help\n", unknown)
-		return 2
-	case err == nil:
-		return 0
-	case errors.Is(err, syscall.EPIPE):
-		return 0 // the reader went away, as in `filering watch DIR | head`
-	case errors.As(err, new(usageError)):
-		fmt.Fprintf(stderr, "filering: %v\n", err)
-		return 2
-	default:
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			if msg := ec.Error(); msg != "" {
-				fmt.Fprintln(stderr, msg)
-			}
-			return ec.ExitCode()
-		}
-		fmt.Fprintf(stderr, "filering: %v\n", err)
-		return 1
-	}
+	return cmdline.Run(app, args, stderr)
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
-	app := &cli.App{
-		Name:                 "filering",
-		Version:              readBuildInfo().Version,
-		Usage:                "a live stream of records through files on tmpfs",
-		Description:          "One producer appends records to fixed-size ring segments in a directory on tmpfs;\nany number of readers read them with no locks, from any language.\nThe format is in docs/FORMAT.md.",
-		Reader:               stdin,
-		Writer:               stdout,
-		ErrWriter:            stderr,
-		EnableBashCompletion: true,
-		HideHelpCommand:      true,
-		ExitErrHandler:       func(*cli.Context, error) {},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
-		},
-		Commands: []*cli.Command{
-			produceCommand(),
-			catCommand(),
-			watchCommand(),
-			takeCommand(),
-			statCommand(),
-			waitCommand(),
-			serveCommand(),
-			forwardCommand(),
-			demoCommand(),
-			ramdiskCommand(),
-			benchCommand(),
-			completionCommand(),
-			manCommand(),
-		},
-	}
-	for _, c := range app.Commands {
-		setUsageErrors(c)
-	}
-	return app
+	return cmdline.NewApp([]*cli.Command{
+		produceCommand(),
+		catCommand(),
+		watchCommand(),
+		takeCommand(),
+		statCommand(),
+		waitCommand(),
+		partCommand("serve", "serve a ring, or a directory of rings, over HTTP: JSON, Server-Sent Events and a live graph page"),
+		partCommand("forward", "forward a ring's records to a NATS JetStream stream, each stored exactly once"),
+		demoCommand(),
+		ramdiskCommand(),
+		benchCommand(),
+		completionCommand(),
+		cmdline.ManCommand("filering", seeAlso),
+	}, stdin, stdout, stderr)
 }
 
-func setUsageErrors(c *cli.Command) {
-	// No `help` subcommand: `filering watch --help` shows the help, and completion does
-	// not offer "help h" after a command.
-	c.HideHelpCommand = true
-	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
-	for _, s := range c.Subcommands {
-		setUsageErrors(s)
+// seeAlso is the SEE ALSO section of filering(1).
+const seeAlso = `.BR filering\-serve (1),
+.BR filering\-forward (1),
+.BR mount (8),
+.BR tmpfs (5),
+.BR systemd.mount (5).
+The ring format is specified in docs/FORMAT.md in the filering source tree.
+`
+
+// parts are the commands that are programs of their own, filering-NAME: they link an
+// HTTP server and a NATS client, which would cost every other command its start
+// (package cmdline).
+var parts = []string{"serve", "forward"}
+
+func isPart(name string) bool { return slices.Contains(parts, name) }
+
+// partCommand is the entry of a part in `filering --help` and filering(1). main runs the
+// part's program before it gets here; run, in tests, through execPart.
+func partCommand(name, usage string) *cli.Command {
+	return &cli.Command{
+		Name:            name,
+		Usage:           usage + " (the program filering-" + name + "; see its --help)",
+		ArgsUsage:       "DIR",
+		SkipFlagParsing: true,
+		Action: func(c *cli.Context) error {
+			return execPart(name, c.Args().Slice())
+		},
 	}
 }
+
+var execPart = cmdline.Exec
 
 // flagValues lists the values that shell completion offers for a flag, by the command's
 // path (without "filering") and the flag's name.
@@ -129,7 +111,7 @@ func completeFlagValue(app *cli.App, args []string) ([]string, bool) {
 		if strings.HasPrefix(a, "-") {
 			continue
 		}
-		c := find(cmds, a)
+		c := cmdline.Find(cmds, a)
 		if c == nil {
 			break
 		}
@@ -138,12 +120,4 @@ func completeFlagValue(app *cli.App, args []string) ([]string, bool) {
 	}
 	values, ok := flagValues[strings.Join(path, " ")+" "+args[n-2]]
 	return values, ok
-}
-
-// ringArg returns the single DIR argument.
-func ringArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", usagef("%s: want exactly one ring directory, got %d arguments", c.Command.Name, c.NArg())
-	}
-	return c.Args().First(), nil
 }

@@ -12,21 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/urfave/cli/v2"
 )
 
-// docApp returns filering's app with the man and completion commands, whether or not
-// newApp registers them already.
-func docApp(stdout io.Writer) *cli.App {
-	app := newApp(strings.NewReader(""), stdout, io.Discard)
-	for _, c := range []*cli.Command{manCommand(), completionCommand()} {
-		if app.Command(c.Name) == nil {
-			setUsageErrors(c)
-			app.Commands = append(app.Commands, c)
-		}
-	}
-	return app
-}
+// docApp returns filering's app.
+func docApp(stdout io.Writer) *cli.App { return newApp(strings.NewReader(""), stdout, io.Discard) }
 
 // runDoc runs docApp with args after the program name and returns what it printed.
 func runDoc(t *testing.T, args ...string) (string, error) {
@@ -96,7 +87,7 @@ func TestMan(t *testing.T) {
 
 func TestMan_UsageError(t *testing.T) {
 	_, err := runDoc(t, "man", "extra")
-	if !errors.As(err, new(usageError)) {
+	if !errors.As(err, new(cmdline.UsageError)) {
 		t.Fatalf("filering man extra: got %v, want a usage error", err)
 	}
 }
@@ -137,7 +128,7 @@ func TestCompletion(t *testing.T) {
 
 func TestCompletion_UsageError(t *testing.T) {
 	for _, args := range [][]string{{"completion"}, {"completion", "fish"}, {"completion", "bash", "extra"}} {
-		if _, err := runDoc(t, args...); !errors.As(err, new(usageError)) {
+		if _, err := runDoc(t, args...); !errors.As(err, new(cmdline.UsageError)) {
 			t.Errorf("filering %s: got %v, want a usage error", strings.Join(args, " "), err)
 		}
 	}
@@ -278,7 +269,7 @@ func TestFlagValues(t *testing.T) {
 		var c *cli.Command
 		cmds := app.Commands
 		for _, name := range strings.Fields(path) {
-			if c = find(cmds, name); c == nil {
+			if c = cmdline.Find(cmds, name); c == nil {
 				t.Fatalf("flagValues[%q]: no command %q", key, name)
 			}
 			cmds = c.Subcommands
@@ -372,8 +363,8 @@ func TestMan_Synopsis(t *testing.T) {
 			t.Errorf("synopsis lacks %q:\n%s", want, synopsis)
 		}
 	}
-	if !strings.Contains(page, `.TH filering 1 "" "filering `+version) {
-		t.Errorf("the title line does not name the version %q", version)
+	if !strings.Contains(page, `.TH filering 1 "" "filering `+cmdline.ReadBuildInfo().Version) {
+		t.Errorf("the title line does not name the version %q", cmdline.ReadBuildInfo().Version)
 	}
 }
 
@@ -384,18 +375,9 @@ func TestVersion(t *testing.T) {
 			t.Fatalf("%s: exit status %d: %s", strings.Join(args, " "), code, errOut.String())
 		}
 		got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-		if len(got) != 3 || got[0] != "filering "+readBuildInfo().Version ||
+		if len(got) != 3 || got[0] != "filering "+cmdline.ReadBuildInfo().Version ||
 			!strings.HasPrefix(got[1], "commit ") || !strings.HasPrefix(got[2], runtime.Version()+" ") {
 			t.Errorf("%s printed %q, want the version, commit and Go version", strings.Join(args, " "), got)
 		}
-	}
-}
-
-func TestBuildInfoWrite(t *testing.T) {
-	var b bytes.Buffer
-	buildInfo{Version: "v1.2.3", Revision: "abc123", Modified: true, Go: "go1.99"}.write(&b)
-	want := "filering v1.2.3\ncommit abc123 (modified)\ngo1.99 " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
-	if b.String() != want {
-		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/publish"
 	"github.com/filering/filering/ramdisk"
 	"github.com/filering/filering/recordio"
@@ -37,26 +37,26 @@ func produceCommand() *cli.Command {
 }
 
 func produce(c *cli.Context) error {
-	dir, err := ringArg(c)
+	dir, err := cmdline.RingArg(c)
 	if err != nil {
 		return err
 	}
 	var opts publish.Options
 	if s := c.String("segment-size"); s != "" {
 		if opts.SegmentSize, err = ramdisk.ParseSize(s); err != nil {
-			return usagef("--segment-size: %v", err)
+			return cmdline.Usagef("--segment-size: %v", err)
 		}
 		if !segment.ValidSize(opts.SegmentSize) {
-			return usagef("--segment-size %s: want a multiple of 4KiB from 4KiB to 1GiB", s)
+			return cmdline.Usagef("--segment-size %s: want a multiple of 4KiB from 4KiB to 1GiB", s)
 		}
 	}
 	opts.Segments = c.Int("segments")
 	if c.IsSet("segments") && (opts.Segments < segment.MinSegments || opts.Segments > segment.MaxSegments) {
-		return usagef("--segments %d: want %d to %d", opts.Segments, segment.MinSegments, segment.MaxSegments)
+		return cmdline.Usagef("--segments %d: want %d to %d", opts.Segments, segment.MinSegments, segment.MaxSegments)
 	}
 	opts.SealAfter = c.Duration("seal-after")
 	if opts.SealAfter < 0 {
-		return usagef("--seal-after %v: must not be negative", opts.SealAfter)
+		return cmdline.Usagef("--seal-after %v: must not be negative", opts.SealAfter)
 	}
 	if opts.FileMode, opts.DirMode, err = parseMode(c.String("mode")); err != nil {
 		return err
@@ -68,7 +68,7 @@ func produce(c *cli.Context) error {
 	}
 	input := c.String("input")
 	if input != "lines" && input != "frames" {
-		return usagef("--input %q: want lines or frames", input)
+		return cmdline.Usagef("--input %q: want lines or frames", input)
 	}
 	stderr := c.App.ErrWriter
 	opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "filering: "+format+"\n", args...) }
@@ -146,17 +146,12 @@ func checkTmpfs(dir string, opts publish.Options, require bool, logf func(string
 	return nil
 }
 
-// signalContext returns a context cancelled by SIGINT or SIGTERM.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-}
-
 // parseMode parses an octal file mode and derives the directory mode from it: search
 // permission wherever read permission is given.
 func parseMode(s string) (file, dir os.FileMode, err error) {
 	n, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || n > 0o777 || n&0o600 != 0o600 || n&0o022 != 0 {
-		return 0, 0, usagef("--mode %q: want an octal mode such as 0640 that lets the owner read and write, and nobody else write", s)
+		return 0, 0, cmdline.Usagef("--mode %q: want an octal mode such as 0640 that lets the owner read and write, and nobody else write", s)
 	}
 	file = os.FileMode(n)
 	dir = file | 0o700
@@ -176,7 +171,7 @@ func lookupGroup(g string) (int, error) {
 	}
 	grp, err := user.LookupGroup(g)
 	if err != nil {
-		return 0, usagef("--group %q: %v", g, err)
+		return 0, cmdline.Usagef("--group %q: %v", g, err)
 	}
 	return strconv.Atoi(grp.Gid)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/recordio"
 	"github.com/filering/filering/watch"
 )
@@ -25,11 +26,11 @@ func selectionFlags() []cli.Flag {
 func selection(c *cli.Context) (watch.Selection, error) {
 	sel := watch.Selection{Last: c.Int("last"), From: c.Uint64("from")}
 	if sel.Last < 0 {
-		return sel, usagef("--last %d: must not be negative", sel.Last)
+		return sel, cmdline.Usagef("--last %d: must not be negative", sel.Last)
 	}
 	if d := c.Duration("since"); d != 0 {
 		if d < 0 {
-			return sel, usagef("--since %v: must not be negative", d)
+			return sel, cmdline.Usagef("--since %v: must not be negative", d)
 		}
 		sel.Since = time.Now().Add(-d)
 	}
@@ -68,7 +69,7 @@ func watchCommand() *cli.Command {
 // readArgs returns what cat and watch are asked for: the ring, the selection and the
 // output.
 func readArgs(c *cli.Context) (string, watch.Selection, *recordio.Writer, error) {
-	dir, err := ringArg(c)
+	dir, err := cmdline.RingArg(c)
 	if err != nil {
 		return "", watch.Selection{}, nil, err
 	}
@@ -170,9 +171,9 @@ func follow(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("all") && (c.IsSet("last") || c.IsSet("from") || c.IsSet("since")) {
-		return usagef("watch: --all selects every record: not with --last, --from or --since")
+		return cmdline.Usagef("watch: --all selects every record: not with --last, --from or --since")
 	}
-	ctx, cancel := signalContext()
+	ctx, cancel := cmdline.SignalContext()
 	defer cancel()
 	_, statErr := os.Stat(dir)
 	absent := errors.Is(statErr, os.ErrNotExist)

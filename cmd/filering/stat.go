@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/ramdisk"
 	"github.com/filering/filering/watch"
 )
@@ -42,7 +43,7 @@ type statJSON struct {
 }
 
 func stat(c *cli.Context) error {
-	dir, err := ringArg(c)
+	dir, err := cmdline.RingArg(c)
 	if err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func stat(c *cli.Context) error {
 		format = "json"
 	}
 	if format != "text" && format != "json" && format != "prometheus" {
-		return usagef("stat: --format %q: want text, json or prometheus", format)
+		return cmdline.Usagef("stat: --format %q: want text, json or prometheus", format)
 	}
 	r, err := watch.Open(dir)
 	if err == nil {

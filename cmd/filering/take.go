@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/watch"
 )
 
@@ -27,7 +28,7 @@ func takeCommand() *cli.Command {
 }
 
 func take(c *cli.Context) error {
-	dir, err := ringArg(c)
+	dir, err := cmdline.RingArg(c)
 	if err != nil {
 		return err
 	}
@@ -35,7 +36,7 @@ func take(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := signalContext()
+	ctx, cancel := cmdline.SignalContext()
 	defer cancel()
 	r, err := watch.Open(dir)
 	if errors.Is(err, os.ErrNotExist) && c.Bool("follow") {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/urfave/cli/v2"
 )
 
@@ -29,15 +30,15 @@ func waitCommand() *cli.Command {
 }
 
 func wait(c *cli.Context) error {
-	dir, err := ringArg(c)
+	dir, err := cmdline.RingArg(c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := signalContext()
+	ctx, cancel := cmdline.SignalContext()
 	defer cancel()
 	timeout := c.Duration("timeout")
 	if timeout < 0 {
-		return usagef("--timeout %v: must not be negative", timeout)
+		return cmdline.Usagef("--timeout %v: must not be negative", timeout)
 	}
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, timeout)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,7 +38,7 @@ func startServeCmd(t *testing.T, args ...string) *serveCmd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self, append([]string{"-test.run=^TestHelperFilering$", "--", "serve", "--listen", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(self, append([]string{"-test.run=^TestHelperServe$", "--", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "FILERING_TEST_HELPER=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -250,7 +251,7 @@ func TestServe_NotADirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr strings.Builder
-	code := run([]string{"filering", "serve", "--listen", "127.0.0.1:0", file}, strings.NewReader(""), &strings.Builder{}, &stderr)
+	code := run([]string{"filering-serve", "--listen", "127.0.0.1:0", file}, strings.NewReader(""), &strings.Builder{}, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), file) || !strings.Contains(stderr.String(), "not a directory") {
 		t.Fatalf("exit %d, stderr %q; want 1 and that %s is not a directory", code, stderr.String(), file)
 	}
@@ -270,9 +271,21 @@ func TestServe_BadFlags(t *testing.T) {
 		{[]string{"--unit", "a:x,a:y"}, `series "a" twice`},
 	} {
 		var stderr strings.Builder
-		args := append(append([]string{"filering", "serve"}, tc.args...), ringtest.Dir(t))
+		args := append(append([]string{"filering-serve"}, tc.args...), ringtest.Dir(t))
 		if code := run(args, strings.NewReader(""), &strings.Builder{}, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
 		}
 	}
+}
+
+// TestHelperServe is not a test: run as a child process of the tests above, with
+// FILERING_TEST_HELPER=1, it is filering-serve, with the arguments after "--".
+func TestHelperServe(t *testing.T) {
+	if os.Getenv("FILERING_TEST_HELPER") != "1" {
+		return
+	}
+	i := slices.Index(os.Args, "--")
+	args := append([]string{"filering-serve"}, os.Args[i+1:]...)
+	os.Args = args
+	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
 }

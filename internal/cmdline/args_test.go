@@ -1,13 +1,22 @@
-package main
+package cmdline
 
 import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestInterspersed(t *testing.T) {
-	app := newApp(nil, io.Discard, io.Discard)
+	app := NewApp([]*cli.Command{
+		{Name: "cat", Flags: []cli.Flag{&cli.IntFlag{Name: "last"}}},
+		{Name: "wait", Flags: []cli.Flag{&cli.Uint64Flag{Name: "after"}, &cli.DurationFlag{Name: "timeout"}}},
+		{Name: "take", Flags: []cli.Flag{&cli.BoolFlag{Name: "follow"}, &cli.StringFlag{Name: "format"}}},
+		{Name: "serve", Flags: []cli.Flag{&cli.StringFlag{Name: "listen"}}},
+		{Name: "produce", Flags: []cli.Flag{&cli.BoolFlag{Name: "require-tmpfs"}, &cli.IntFlag{Name: "segments"}}},
+		{Name: "ramdisk", Subcommands: []*cli.Command{{Name: "mount", Flags: []cli.Flag{&cli.StringFlag{Name: "size"}}}}},
+	}, nil, io.Discard, io.Discard)
 	cases := []struct{ in, want string }{
 		{"filering cat DIR --last 5", "filering cat --last 5 DIR"},
 		{"filering cat --last 5 DIR", "filering cat --last 5 DIR"},
@@ -21,7 +30,7 @@ func TestInterspersed(t *testing.T) {
 		{"filering nosuch DIR --x", "filering nosuch DIR --x"},
 	}
 	for _, c := range cases {
-		got := strings.Join(interspersed(app, strings.Fields(c.in)), " ")
+		got := strings.Join(Interspersed(app, strings.Fields(c.in)), " ")
 		if got != c.want {
 			t.Errorf("%q -> %q, want %q", c.in, got, c.want)
 		}

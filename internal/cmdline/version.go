@@ -1,4 +1,4 @@
-package main
+package cmdline
 
 import (
 	"fmt"
@@ -9,22 +9,23 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is filering's version. `make build` and `make dist` set it with
-// -ldflags "-X main.version=$(git describe --tags --always --dirty)"; a plain go build
-// leaves it "devel".
+// version is filering's version. `make build` and `make dist` set it with -ldflags
+// "-X github.com/filering/filering/internal/cmdline.version=$(git describe --tags
+// --always --dirty)"; a plain go build leaves it "devel".
 var version = "devel"
 
-// buildInfo is what `filering --version` prints: the version, then the commit and the Go
+// BuildInfo is what `filering --version` prints: the version, then the commit and the Go
 // version from the build information the Go toolchain embeds.
-type buildInfo struct {
+type BuildInfo struct {
 	Version  string
 	Revision string // vcs.revision; empty when built outside a checkout
 	Modified bool   // vcs.modified: built from a tree with uncommitted changes
 	Go       string
 }
 
-func readBuildInfo() buildInfo {
-	b := buildInfo{Version: version, Go: runtime.Version()}
+// ReadBuildInfo returns the version and what the Go toolchain embedded in the binary.
+func ReadBuildInfo() BuildInfo {
+	b := BuildInfo{Version: version, Go: runtime.Version()}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
@@ -46,7 +47,8 @@ func readBuildInfo() buildInfo {
 	return b
 }
 
-func (b buildInfo) write(w io.Writer) {
+// Write writes the three lines of `filering --version` to w.
+func (b BuildInfo) Write(w io.Writer) {
 	fmt.Fprintf(w, "filering %s\n", b.Version)
 	commit := b.Revision
 	switch {
@@ -61,5 +63,5 @@ func (b buildInfo) write(w io.Writer) {
 
 func init() {
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version, and exit", DisableDefaultText: true}
-	cli.VersionPrinter = func(c *cli.Context) { readBuildInfo().write(c.App.Writer) }
+	cli.VersionPrinter = func(c *cli.Context) { ReadBuildInfo().Write(c.App.Writer) }
 }

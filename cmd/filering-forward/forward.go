@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/filering/filering/forward"
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/ramdisk"
 	"github.com/filering/filering/watch"
 )
@@ -59,47 +60,47 @@ func (l *syncLog) logf(format string, args ...any) {
 }
 
 func forwardRing(c *cli.Context) error {
-	dir, err := ringArg(c)
+	dir, err := cmdline.RingArg(c)
 	if err != nil {
 		return err
 	}
 	for _, name := range []string{"server", "stream", "subject"} {
 		if c.String(name) == "" {
-			return usagef("forward: --%s is required", name)
+			return cmdline.Usagef("forward: --%s is required", name)
 		}
 	}
 	if !c.Bool("create-stream") {
 		for _, name := range []string{"max-age", "max-bytes", "replicas", "duplicates"} {
 			if c.IsSet(name) {
-				return usagef("forward: --%s needs --create-stream", name)
+				return cmdline.Usagef("forward: --%s needs --create-stream", name)
 			}
 		}
 	}
 	var maxBytes int64
 	if s := c.String("max-bytes"); s != "" {
 		if maxBytes, err = ramdisk.ParseSize(s); err != nil {
-			return usagef("--max-bytes: %v", err)
+			return cmdline.Usagef("--max-bytes: %v", err)
 		}
 	}
 	if c.Int("replicas") < 0 || c.Duration("max-age") < 0 || c.Duration("duplicates") < 0 {
-		return usagef("forward: --replicas, --max-age and --duplicates must not be negative")
+		return cmdline.Usagef("forward: --replicas, --max-age and --duplicates must not be negative")
 	}
 	if c.Int("window") < 1 {
-		return usagef("--window %d: want at least 1", c.Int("window"))
+		return cmdline.Usagef("--window %d: want at least 1", c.Int("window"))
 	}
 	if c.Duration("ack-timeout") <= 0 {
-		return usagef("--ack-timeout %v: want a positive duration", c.Duration("ack-timeout"))
+		return cmdline.Usagef("--ack-timeout %v: want a positive duration", c.Duration("ack-timeout"))
 	}
 	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
-		return usagef("forward: --tls-cert and --tls-key go together")
+		return cmdline.Usagef("forward: --tls-cert and --tls-key go together")
 	}
 	sel := watch.Selection{Last: c.Int("last"), From: c.Uint64("from")}
 	if sel.Last < 0 {
-		return usagef("--last %d: must not be negative", sel.Last)
+		return cmdline.Usagef("--last %d: must not be negative", sel.Last)
 	}
 	if d := c.Duration("since"); d != 0 {
 		if d < 0 {
-			return usagef("--since %v: must not be negative", d)
+			return cmdline.Usagef("--since %v: must not be negative", d)
 		}
 		sel.Since = time.Now().Add(-d)
 	}
@@ -115,7 +116,7 @@ func forwardRing(c *cli.Context) error {
 		return err
 	}
 	defer lock.Release()
-	ctx, cancel := signalContext()
+	ctx, cancel := cmdline.SignalContext()
 	defer cancel()
 
 	nc, err := forward.Connect(forward.ConnectOptions{

@@ -1,4 +1,4 @@
-package main
+package cmdline
 
 import (
 	"strings"
@@ -6,17 +6,17 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// interspersed returns args with the flags of the (sub)command moved before its
+// Interspersed returns args with the flags of the (sub)command moved before its
 // arguments, so that `filering wait DIR --after 5` works as well as
 // `filering wait --after 5 DIR`: urfave/cli stops reading flags at the first argument.
 // A "--" ends the flags; what follows it is left as it is.
-func interspersed(app *cli.App, args []string) []string {
+func Interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
 	// Shell completion asks with --generate-bash-completion last, where urfave/cli looks.
 	if n := len(args); args[n-1] == "--generate-bash-completion" {
-		return append(interspersed(app, args[:n-1:n-1]), args[n-1])
+		return append(Interspersed(app, args[:n-1:n-1]), args[n-1])
 	}
 	out := []string{args[0]}
 	cmds := app.Commands
@@ -34,7 +34,7 @@ func interspersed(app *cli.App, args []string) []string {
 			i++
 			continue
 		}
-		c := find(cmds, a)
+		c := Find(cmds, a)
 		if c == nil {
 			return args // not a command filering knows: leave it to the usage error
 		}
@@ -65,7 +65,8 @@ func interspersed(app *cli.App, args []string) []string {
 	return append(out, pos...)
 }
 
-func find(cmds []*cli.Command, name string) *cli.Command {
+// Find returns the command of cmds named name, or by an alias name; nil when none is.
+func Find(cmds []*cli.Command, name string) *cli.Command {
 	for _, c := range cmds {
 		if c.Name == name {
 			return c

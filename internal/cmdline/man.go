@@ -1,4 +1,4 @@
-package main
+package cmdline
 
 import (
 	"fmt"
@@ -11,9 +11,8 @@ import (
 // manSection is the manual section of filering(1): user commands.
 const manSection = 1
 
-// manExtra is appended to the manual page that urfave/cli renders from the commands, for
-// what the commands' own texts do not say.
-const manExtra = `.SH EXIT STATUS
+// manExit is appended to every manual page, for what the commands' own texts do not say.
+const manExit = `.SH EXIT STATUS
 .TP
 .B 0
 Success, including when the reader of standard output goes away, as in
@@ -26,43 +25,37 @@ A runtime error. The message on standard error names the file and the problem.
 A usage error: an unknown command or flag, or a missing or extra argument.
 .PP
 A command that uses other statuses says so in its description above.
-.SH SEE ALSO
-.BR mount (8),
-.BR tmpfs (5),
-.BR systemd.mount (5).
-The ring format is specified in docs/FORMAT.md in the filering source tree.
 `
 
-// manCommand is the hidden `filering man`: it prints the manual page, in roff, to
-// standard output. Install it with `filering man > /usr/local/share/man/man1/filering.1`.
-func manCommand() *cli.Command {
+// ManCommand is the hidden `filering man`: it prints the manual page of the program
+// named title (filering, filering-serve) to standard output, in roff, ending with the
+// SEE ALSO section seeAlso. Install it with `filering man >
+// /usr/local/share/man/man1/filering.1`.
+func ManCommand(title, seeAlso string) *cli.Command {
 	return &cli.Command{
 		Name:   "man",
 		Usage:  "print the manual page (roff) to standard output",
 		Hidden: true,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
-				return usagef("man: want no arguments, got %d", c.NArg())
+				return Usagef("man: want no arguments, got %d", c.NArg())
 			}
-			page, err := manPage(c.App)
-			if err != nil {
-				return err
-			}
-			_, err = io.WriteString(c.App.Writer, page)
+			_, err := io.WriteString(c.App.Writer, ManPage(c.App, title, seeAlso))
 			return err
 		},
 	}
 }
 
-// manPage renders the manual page of app in roff: the title, NAME, SYNOPSIS (every
-// command), DESCRIPTION, GLOBAL OPTIONS, COMMANDS (each visible command and subcommand
-// with its synopsis, description and flags), then manExtra. It is written here rather
-// than with urfave/cli's renderer, whose Markdown library costs every filering command
-// a tenth of its start; builds leave that out with the tag urfave_cli_no_docs.
-func manPage(app *cli.App) (string, error) {
+// ManPage renders the manual page of app, the program named title, in roff: the title,
+// NAME, SYNOPSIS (every command), DESCRIPTION, GLOBAL OPTIONS, COMMANDS (each visible
+// command and subcommand with its synopsis, description and flags), EXIT STATUS, then
+// seeAlso, the roff of SEE ALSO. It is written here rather than with urfave/cli's
+// renderer, whose Markdown library costs every filering command a tenth of its start;
+// builds leave that out with the tag urfave_cli_no_docs.
+func ManPage(app *cli.App, title, seeAlso string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, ".nh\n.TH filering %d \"\" \"filering %s\" \"User Commands\"\n", manSection, roffQuote(readBuildInfo().Version))
-	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", app.Name, roffText(app.Usage))
+	fmt.Fprintf(&b, ".nh\n.TH %s %d \"\" \"filering %s\" \"User Commands\"\n", title, manSection, roffQuote(ReadBuildInfo().Version))
+	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", title, roffText(app.Usage))
 	b.WriteString(manSynopsis(app))
 	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s\n", roffText(strings.Trim(app.Description, "\n")))
 	ph := placeholders(app)
@@ -87,7 +80,7 @@ func manPage(app *cli.App) (string, error) {
 		manFlags(&b, c.VisibleFlags(), ph)
 		return true
 	})
-	return b.String() + manExtra, nil
+	return b.String() + manExit + ".SH SEE ALSO\n" + seeAlso
 }
 
 // manFlags writes one tagged paragraph for each flag: its names, the placeholder of its
@@ -229,102 +222,3 @@ func typePlaceholder(f cli.Flag) string {
 	}
 	return "VALUE"
 }
-
-// completionCommand is `filering completion bash|zsh`: it prints a script that makes the
-// shell complete filering's commands and flags by asking filering itself, through the
-// --generate-bash-completion flag that urfave/cli adds when EnableBashCompletion is set.
-func completionCommand() *cli.Command {
-	script := func(shell, usage, text string) *cli.Command {
-		return &cli.Command{
-			Name:  shell,
-			Usage: usage,
-			Action: func(c *cli.Context) error {
-				if c.NArg() != 0 {
-					return usagef("completion %s: want no arguments, got %d", shell, c.NArg())
-				}
-				_, err := io.WriteString(c.App.Writer, text)
-				return err
-			},
-		}
-	}
-	return &cli.Command{
-		Name:      "completion",
-		Usage:     "print a shell completion script for bash or zsh",
-		ArgsUsage: "bash|zsh",
-		Description: "For bash, install the script as /usr/local/share/bash-completion/completions/filering\n" +
-			"(with the bash-completion package), or source it from ~/.bashrc:\n" +
-			"  filering completion bash > /usr/local/share/bash-completion/completions/filering\n" +
-			"For zsh, install it as _filering in a directory on $fpath:\n" +
-			"  filering completion zsh > /usr/local/share/zsh/site-functions/_filering",
-		HideHelpCommand: true,
-		Subcommands: []*cli.Command{
-			script("bash", "print the bash completion script", bashCompletion),
-			script("zsh", "print the zsh completion script", zshCompletion),
-		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() == 0 {
-				return usagef("completion: want a shell: bash or zsh")
-			}
-			return usagef("completion: no script for shell %q: want bash or zsh", c.Args().First())
-		},
-	}
-}
-
-// bashCompletion completes the words before the cursor by running them, unexpanded but
-// for a leading ~/ in the command's name, with --generate-bash-completion appended. When
-// filering suggests nothing (a ring directory is expected, say), bash completes file
-// names.
-const bashCompletion = `# bash completion for filering.
-# Install as /usr/local/share/bash-completion/completions/filering (read by the
-# bash-completion package), or source it from ~/.bashrc.
-
-_filering() {
-    local cur=${COMP_WORDS[COMP_CWORD]}
-    local -a words=("${COMP_WORDS[@]:0:COMP_CWORD}")
-    if [[ ${words[0]} == "~/"* ]]; then
-        words[0]=$HOME/${words[0]#"~/"}
-    fi
-    if [[ $cur == -- ]]; then
-        words+=(-) # "--" would end the flags; "-" asks for all of them
-    elif [[ $cur == -* ]]; then
-        words+=("$cur")
-    fi
-    local IFS=$'\n'
-    COMPREPLY=($(compgen -W "$("${words[@]}" --generate-bash-completion 2>/dev/null)" -- "$cur"))
-}
-
-complete -o bashdefault -o default -F _filering filering
-`
-
-// zshCompletion does the same for zsh. filering prints "name:usage" lines for commands
-// when the environment variable 0 ends in zsh, which _describe shows as descriptions.
-const zshCompletion = `#compdef filering
-# zsh completion for filering.
-# Install as _filering in a directory on $fpath, such as /usr/local/share/zsh/site-functions.
-
-_filering() {
-  local -a opts words_before
-  local cur=${words[CURRENT]}
-  words_before=("${(@)words[1,CURRENT-1]}")
-  if [[ ${words_before[1]} == '~/'* ]]; then
-    words_before[1]=$HOME/${words_before[1]#\~/}
-  fi
-  if [[ $cur == -- ]]; then
-    words_before+=(-) # "--" would end the flags; "-" asks for all of them
-  elif [[ $cur == -* ]]; then
-    words_before+=("$cur")
-  fi
-  opts=("${(@f)$(env 0=zsh "${(@)words_before}" --generate-bash-completion 2>/dev/null)}")
-  if [[ -n ${opts[1]} ]]; then
-    _describe 'filering' opts
-  else
-    _files
-  fi
-}
-
-if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
-  _filering "$@"
-else
-  compdef _filering filering
-fi
-`

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/serve"
 )
 
@@ -60,7 +61,7 @@ func serveCommand() *cli.Command {
 // exits 0. It listens at once, whether or not there is a ring at DIR yet, and says on
 // stderr when there is none; it fails at once when DIR cannot be a ring directory.
 func serveRing(c *cli.Context) error {
-	dir, err := ringArg(c)
+	dir, err := cmdline.RingArg(c)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func serveRing(c *cli.Context) error {
 			return err
 		}
 	}
-	ctx, cancel := signalContext()
+	ctx, cancel := cmdline.SignalContext()
 	defer cancel()
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
@@ -129,7 +130,7 @@ func serveOptions(c *cli.Context) (serve.Options, error) {
 	opts := serve.Options{Buffer: c.Int("buffer"), Stale: c.Duration("stale")}
 	var err error
 	if opts.Page.Unit, opts.Page.Units, err = serve.ParseUnits(c.String("unit")); err != nil {
-		return opts, usagef("--%v", err)
+		return opts, cmdline.Usagef("--%v", err)
 	}
 	opts.Page.Window = c.Duration("window")
 	if c.IsSet("min") {
@@ -141,16 +142,16 @@ func serveOptions(c *cli.Context) (serve.Options, error) {
 		opts.Page.Max = &v
 	}
 	if m, x := opts.Page.Min, opts.Page.Max; m != nil && x != nil && !(*m < *x) {
-		return opts, usagef("--min %v, --max %v: want min below max", *m, *x)
+		return opts, cmdline.Usagef("--min %v, --max %v: want min below max", *m, *x)
 	}
 	if opts.Page.Window < 0 {
-		return opts, usagef("--window %v: must not be negative", opts.Page.Window)
+		return opts, cmdline.Usagef("--window %v: must not be negative", opts.Page.Window)
 	}
 	if c.IsSet("buffer") && (opts.Buffer < 1 || opts.Buffer > serve.MaxBuffer) {
-		return opts, usagef("--buffer %d: want 1 to %d", opts.Buffer, serve.MaxBuffer)
+		return opts, cmdline.Usagef("--buffer %d: want 1 to %d", opts.Buffer, serve.MaxBuffer)
 	}
 	if opts.Stale < 0 {
-		return opts, usagef("--stale %v: must not be negative", opts.Stale)
+		return opts, cmdline.Usagef("--stale %v: must not be negative", opts.Stale)
 	}
 	return opts, nil
 }
