@@ -1,7 +1,5 @@
 package segment
 
-import "golang.org/x/sys/cpu"
-
 // clmulConsts are the constants of clmulShort, laid out as it reads them (offsets in
 // bytes): fold[m] at 16m for m = 1 to 6, the constants that fold a 128-bit block across
 // 128m bits (x^(128m+32) and x^(128m-32) modulo the bit-reflected polynomial, shifted
@@ -37,7 +35,13 @@ var clmulK = clmulConsts{
 //go:noescape
 func clmulShort(raw uint32, p *byte, n int, k *clmulConsts) uint32
 
-var hasCLMUL = cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE2
+// cpuidECX1 returns ECX of CPUID leaf 1, the processor's feature bits. Implemented in
+// crc_amd64.s: one instruction, where golang.org/x/sys/cpu asks for every leaf at every
+// start, and CPUID traps to the hypervisor on a virtual machine.
+func cpuidECX1() uint32
+
+// hasCLMUL: CPUID.1:ECX bit 1 is PCLMULQDQ. SSE2 is in every amd64 processor.
+var hasCLMUL = cpuidECX1()&(1<<1) != 0
 
 // shortCRC returns the CRC of p, started from crc, and true; or false when the processor
 // cannot or the length of p is not a multiple of 16 from 16 to 16*shortBlocks.

@@ -63,3 +63,11 @@ last:
 	MOVL  X7, AX
 	MOVL  AX, ret+32(FP)
 	RET
+
+// func cpuidECX1() uint32
+TEXT ·cpuidECX1(SB), NOSPLIT, $0-4
+	MOVL $1, AX
+	XORL CX, CX
+	CPUID
+	MOVL CX, ret+0(FP)
+	RET
