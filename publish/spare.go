@@ -89,8 +89,9 @@ func (w *Writer) freedOne() {
 // keeps or removes the files of segments the manifest no longer lists. A spare that cannot be
 // allocated (a full file system) is simply not there: the roll then allocates, and
 // makes room, itself. It takes w.mu only to hand a spare over: a producer appending in
-// a tight loop holds w.mu most of the time, and a goroutine waiting for it can wait a
-// millisecond, longer than a segment of large records takes to fill.
+// a tight loop holds w.mu most of the time, and a goroutine waiting for it waits at least
+// for a record's append, and for the tens of microseconds of its yields and sleep
+// (lock), while a segment of large records fills in less.
 func (w *Writer) preparer() {
 	for {
 		// The spare wanted next may be made of the file of a removed segment, which

@@ -136,7 +136,7 @@ type Writer struct {
 	opts Options
 	id   string // the ring's identity
 
-	mu         sync.Mutex
+	mu         lock
 	cond       sync.Cond // signalled when a wake-up write finishes; uses mu
 	man        segment.Manifest
 	hot        *hotSegment
@@ -210,6 +210,7 @@ func openFS(dir string, opts Options, wrap func(fileSystem) fileSystem) (*Writer
 	w := &Writer{dir: d, opts: opts, kick: make(chan struct{}, 1), prepare: make(chan uint64, 1),
 		retired: make(chan *hotSegment, 8), doomed: make(chan string, 64), stop: make(chan struct{}), done: make(chan struct{}),
 		reuse: !noReuse}
+	w.mu.init()
 	w.cond.L = &w.mu
 	if err := w.open(wrap); err != nil {
 		w.release()
