@@ -261,6 +261,12 @@ func (s *Scanner) Checked() (inPlace, copied int) { return s.checked, s.copied }
 // and is valid only until the next call to Next; copy it to keep it.
 func (s *Scanner) Record() Record { return s.rec }
 
+// Current returns the Scanner's own copy of the record Next advanced to, which its next
+// call to Next, Skip or Pass overwrites: for a reader that hands records on without
+// copying the Record (a copy of a struct just written field by field stalls the
+// processor; a follower delivering 64-byte records spent a sixth of its time there).
+func (s *Scanner) Current() *Record { return &s.rec }
+
 // Err returns the first error the Scanner met: a *CorruptionError.
 func (s *Scanner) Err() error { return s.err }
 

@@ -64,15 +64,17 @@ type Follower struct {
 	next uint64
 	// known is the highest next sequence number the follower has seen the ring reach,
 	// in records or manifests; a ring whose next sequence is below it was created anew.
-	known  uint64
-	wake   *waker
-	rec    segment.Record
-	loss   Loss // reported with the current record
-	lossy  bool
-	pend   Loss // learnt, not reported yet
-	pended bool
-	onLoss func(Loss)
-	err    error
+	known uint64
+	wake  *waker
+	rec   *segment.Record // the current record; nil before the first
+	// snapRec holds a record delivered from snap.
+	snapRec segment.Record
+	loss    Loss // reported with the current record
+	lossy   bool
+	pend    Loss // learnt, not reported yet
+	pended  bool
+	onLoss  func(Loss)
+	err     error
 	// damage is set when err is damage confined to one segment, which SkipDamaged
 	// moves past.
 	damage bool
@@ -150,7 +152,8 @@ func (f *Follower) Next(ctx context.Context) bool {
 				if f.next != 0 && f.snap.filtered >= f.next {
 					f.next = f.snap.filtered + 1 // left out by Since: not lost
 				}
-				f.deliver(f.snap.Record())
+				f.snapRec = f.snap.Record()
+				f.deliver(&f.snapRec)
 				return true
 			}
 			if f.err = f.snap.Err(); f.err != nil {
@@ -278,7 +281,7 @@ func (f *Follower) read(ctx context.Context) bool {
 		return false
 	}
 	if c.next(true) {
-		f.deliver(c.Record())
+		f.deliver(c.sc.Current())
 		return true
 	}
 	if err := c.Err(); err != nil {
@@ -300,8 +303,9 @@ func (f *Follower) damaged(err error) {
 	f.cur.release()
 }
 
-// deliver makes r the current record, noting any gap before it.
-func (f *Follower) deliver(r segment.Record) {
+// deliver makes r the current record, noting any gap before it. r stays the reader's
+// own (a Scanner's, or snapRec) until the next call to Next.
+func (f *Follower) deliver(r *segment.Record) {
 	if f.next != 0 && r.Seq > f.next {
 		f.lost(r.Seq - 1)
 	}
@@ -487,7 +491,12 @@ func (f *Follower) startOver() {
 }
 
 // Record returns the current record. Its Data is valid until the next call to Next.
-func (f *Follower) Record() segment.Record { return f.rec }
+func (f *Follower) Record() segment.Record {
+	if f.rec == nil {
+		return segment.Record{}
+	}
+	return *f.rec
+}
 
 // Loss reports the records lost just before the current one, if any. With OnLoss set,
 // it reports nothing: losses go to that function.
