@@ -10,7 +10,7 @@ import (
 // differs in one thing, for speed: Unlock is a plain release store, not a locked
 // instruction. Append takes the lock once per record, and on amd64 a locked instruction
 // waits for every store before it, the record's, to reach the cache: sync.Mutex's
-// Unlock was a sixth of a 64-byte Append (docs/BENCHMARKS.md, "Producer, 64 B").
+// Unlock was an eighth of a 64-byte Append (docs/BENCHMARKS.md, "Producer, 64 B").
 //
 // A goroutine that finds the lock held registers as waiting, retries a few times,
 // yielding, then sleeps until an Unlock hands it the lock (still held) or lockNap
