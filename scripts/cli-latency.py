@@ -4,7 +4,7 @@ standard output, through `filering produce` and `filering watch`, against the sa
 through `cat`. Nothing is asserted: it prints a table.
 
     python3 scripts/cli-latency.py [--bin ./filering] [--rate 1000] [--samples 2000]
-                                   [--rounds 3] [--spin 10ms]
+                                   [--rounds 3] [--spin 10ms] [--c-dir c]
 
 Each line written carries the time it was written (CLOCK_MONOTONIC, which every process
 on the machine shares); the line read back is stamped when it arrives. The writer and
@@ -14,6 +14,8 @@ rows is only the path in between:
   cat        writer -> pipe -> cat -> pipe -> reader
   filering   writer -> pipe -> filering produce -> ring on tmpfs -> filering watch -> pipe -> reader
   spin       the same, with `filering watch --spin` (a busy core for the lowest latency)
+  c          writer -> pipe -> filering-produce -> ring on tmpfs -> filering-read --follow -> pipe
+             -> reader: the C library's programs (`make -C c`), when --c-dir holds them
 
 The rows run interleaved, --rounds times; each row gives its median round.
 """
@@ -91,15 +93,22 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--spin", default="10ms")
     ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    ap.add_argument("--c-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "c"))
     a = ap.parse_args()
+    c_produce = os.path.join(a.c_dir, "filering-produce")
+    c_read = os.path.join(a.c_dir, "filering-read")
     work = tempfile.mkdtemp(prefix="filering-cli-latency-", dir=a.dir)
     try:
         rows = {"cat": [], "filering": [], "spin": []}
+        if os.access(c_produce, os.X_OK) and os.access(c_read, os.X_OK):
+            rows["c"] = []
         for r in range(a.rounds):
             for name in rows:
                 ring = os.path.join(work, "%s-%d" % (name, r))
                 if name == "cat":
                     cmds = [["cat"]]
+                elif name == "c":
+                    cmds = [[c_produce, ring], [c_read, "--follow", "--last", "0", ring]]
                 else:
                     watch = [a.bin, "watch", "--last", "0"]
                     if name == "spin":
