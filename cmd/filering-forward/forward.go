@@ -12,7 +12,6 @@ import (
 	"github.com/filering/filering/forward"
 	"github.com/filering/filering/internal/cmdline"
 	"github.com/filering/filering/ramdisk"
-	"github.com/filering/filering/watch"
 )
 
 func forwardCommand() *cli.Command {
@@ -94,15 +93,9 @@ func forwardRing(c *cli.Context) error {
 	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 		return cmdline.Usagef("forward: --tls-cert and --tls-key go together")
 	}
-	sel := watch.Selection{Last: c.Int("last"), From: c.Uint64("from")}
-	if sel.Last < 0 {
-		return cmdline.Usagef("--last %d: must not be negative", sel.Last)
-	}
-	if d := c.Duration("since"); d != 0 {
-		if d < 0 {
-			return cmdline.Usagef("--since %v: must not be negative", d)
-		}
-		sel.Since = time.Now().Add(-d)
+	sel, err := cmdline.Selection(c)
+	if err != nil {
+		return err
 	}
 	stream, subject := c.String("stream"), c.String("subject")
 	lockDir := c.String("lock-dir")

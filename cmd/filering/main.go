@@ -73,7 +73,8 @@ var parts = []string{"serve", "forward"}
 func isPart(name string) bool { return slices.Contains(parts, name) }
 
 // partCommand is the entry of a part in `filering --help` and filering(1). main runs the
-// part's program before it gets here; run, in tests, through execPart.
+// part's program before urfave/cli gets the command line; the action does the same when
+// it gets here all the same.
 func partCommand(name, usage string) *cli.Command {
 	return &cli.Command{
 		Name:            name,
@@ -81,12 +82,10 @@ func partCommand(name, usage string) *cli.Command {
 		ArgsUsage:       "DIR",
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
-			return execPart(name, c.Args().Slice())
+			return cmdline.Exec(name, c.Args().Slice())
 		},
 	}
 }
-
-var execPart = cmdline.Exec
 
 // flagValues lists the values that shell completion offers for a flag, by the command's
 // path (without "filering") and the flag's name.

@@ -12,8 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/filering/filering/internal/cmdline"
 	"github.com/urfave/cli/v2"
+
+	"github.com/filering/filering/internal/cmdline"
 )
 
 // docApp returns filering's app.

@@ -23,20 +23,6 @@ func selectionFlags() []cli.Flag {
 	}
 }
 
-func selection(c *cli.Context) (watch.Selection, error) {
-	sel := watch.Selection{Last: c.Int("last"), From: c.Uint64("from")}
-	if sel.Last < 0 {
-		return sel, cmdline.Usagef("--last %d: must not be negative", sel.Last)
-	}
-	if d := c.Duration("since"); d != 0 {
-		if d < 0 {
-			return sel, cmdline.Usagef("--since %v: must not be negative", d)
-		}
-		sel.Since = time.Now().Add(-d)
-	}
-	return sel, nil
-}
-
 func catCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "cat",
@@ -73,7 +59,7 @@ func readArgs(c *cli.Context) (string, watch.Selection, *recordio.Writer, error)
 	if err != nil {
 		return "", watch.Selection{}, nil, err
 	}
-	sel, err := selection(c)
+	sel, err := cmdline.Selection(c)
 	if err != nil {
 		return "", watch.Selection{}, nil, err
 	}

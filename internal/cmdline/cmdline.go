@@ -17,8 +17,11 @@ import (
 	"io"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/filering/filering/watch"
 )
 
 // UsageError marks an error in how a command was called: exit status 2.
@@ -103,6 +106,22 @@ func RingArg(c *cli.Context) (string, error) {
 		return "", Usagef("%s: want exactly one ring directory, got %d arguments", c.Command.Name, c.NArg())
 	}
 	return c.Args().First(), nil
+}
+
+// Selection returns the records --last, --from and --since select (the flags of cat,
+// watch, take and forward).
+func Selection(c *cli.Context) (watch.Selection, error) {
+	sel := watch.Selection{Last: c.Int("last"), From: c.Uint64("from")}
+	if sel.Last < 0 {
+		return sel, Usagef("--last %d: must not be negative", sel.Last)
+	}
+	if d := c.Duration("since"); d != 0 {
+		if d < 0 {
+			return sel, Usagef("--since %v: must not be negative", d)
+		}
+		sel.Since = time.Now().Add(-d)
+	}
+	return sel, nil
 }
 
 // SignalContext returns a context cancelled by SIGINT or SIGTERM.
